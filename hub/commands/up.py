@@ -1,0 +1,465 @@
+"""``dvc-hub up`` and ``dvc-hub status``: the whole hub on one machine, and how it is doing.
+
+``up`` starts, in order, and shows progress while it does:
+
+1. the embedded Kafka broker (unless ``embedded_broker.enabled`` is false: then it uses
+   ``kafka.bootstrap_servers`` as it is) and the hub's topics;
+2. the simulators of the source systems (in this process, so a scenario can drive them), fed
+   either by the live generator or by a scenario (``--scenario thanhhoa-2021 [--fast]``);
+3. the Faust worker, the connector runner and the portal sync, each as a child process
+   (``dvc-hub worker``, ``dvc-hub connectors run``, ``dvc-hub push run``) with its log in
+   ``.dvc-hub/logs/``; a child that dies is restarted with a backoff;
+4. Prometheus, when Debian's ``prometheus`` is installed.
+
+Then it prints one line per place to look (``metrics: http://...``) and waits. Ctrl-C or SIGTERM
+stops everything in reverse order. ``up`` writes ``.dvc-hub/up.json`` (its parts, their URLs and
+the scenario's progress) for ``dvc-hub status``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from hub.config import Settings, load_settings
+
+STATE_DIR = Path(".dvc-hub")
+STATE_FILE = STATE_DIR / "up.json"
+SIM_PORTS = {"motcua": 8101, "qlvb": 8102, "portal": 8103}
+PROMETHEUS_PORT = 9090
+
+
+def _say(msg: str) -> None:
+    print(msg, flush=True)
+
+
+# --------------------------------------------------------------------------- child processes
+
+
+@dataclass
+class Child:
+    """A supervised child process of ``up``: restarted with a backoff if it dies."""
+
+    name: str
+    argv: list[str]
+    log_path: Path
+    health_url: str | None = None
+    proc: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+    next_restart: float = 0.0
+    env: dict[str, str] = field(default_factory=dict)
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("ab")
+        env = {**os.environ, **self.env}
+        self.proc = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
+            self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+            start_new_session=True,  # Ctrl-C reaches `up` only; `up` stops children in order
+        )
+        log.close()
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout: float = 20.0) -> None:
+        if not self.alive():
+            return
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+
+    def supervise(self) -> str | None:
+        """Restart a dead child (backoff 1, 2, 4 ... 60 s); returns a line to print, if any."""
+        if self.alive() or self.proc is None:
+            return None
+        now = time.monotonic()
+        if self.next_restart == 0.0:
+            code = self.proc.returncode
+            delay = min(60.0, 2.0**self.restarts)
+            self.next_restart = now + delay
+            return f"{self.name}: exited with code {code}; restarting in {delay:.0f} s (log: {self.log_path})"
+        if now >= self.next_restart:
+            self.restarts += 1
+            self.next_restart = 0.0
+            self.start()
+            return f"{self.name}: restarted (restart #{self.restarts})"
+        return None
+
+
+def _hub_argv(config: str | None, *command: str) -> list[str]:
+    base = [sys.executable, "-m", "hub.cli"]
+    if config:
+        base += ["--config", str(Path(config).resolve())]
+    return [*base, *command]
+
+
+def _wait_http(url: str, timeout: float, child: Child | None = None) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if child is not None and not child.alive():
+            return False
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=2.0).status_code < 500:
+                return True
+        time.sleep(0.5)
+    return False
+
+
+# --------------------------------------------------------------------------- simulators
+
+
+def _simulator_credentials(settings: Settings) -> tuple[dict[str, str], tuple[str, str], dict[str, str]]:
+    """Make the simulators accept exactly the credentials the configuration holds."""
+    units: dict[str, str] = {}
+    qlvb = ("dvc-hub", "demo-qlvb-password")
+    clients: dict[str, str] = {}
+    for c in settings.connectors:
+        auth = c.auth
+        if c.type == "motcua" and c.unit_code and auth.kind == "api_key":
+            units[c.unit_code] = auth.api_key.get_secret_value()
+        elif c.type == "qlvb" and auth.kind == "basic":
+            qlvb = (auth.username, auth.password.get_secret_value())
+        elif c.type == "portal" and auth.kind == "oauth2":
+            clients[auth.client_id] = auth.client_secret.get_secret_value()
+    if settings.portal.auth.kind == "oauth2":
+        clients[settings.portal.auth.client_id] = settings.portal.auth.client_secret.get_secret_value()
+    return units, qlvb, clients
+
+
+class Simulators:
+    """The three simulated source systems plus what feeds them (live generator or scenario)."""
+
+    def __init__(self, settings: Settings, scenario: str | None, fast: bool, faults: str | None, seed: int) -> None:
+        from hub.simulators.clock import SimClock
+        from hub.simulators.faults import Faults
+        from hub.simulators.server import SimulatorServer
+        from hub.simulators.world import World
+
+        self.scenario_name = scenario
+        self.faults = Faults.from_spec(faults) if faults else Faults()
+        units, qlvb, clients = _simulator_credentials(settings)
+        self.player: Any = None
+        self.generator: Any = None
+        if scenario:
+            from hub.scenario.player import ScenarioPlayer
+            from hub.scenario.thanhhoa2021 import build_scenario
+
+            if scenario != "thanhhoa-2021":
+                raise SystemExit(f"unknown scenario {scenario!r}; the shipped one is thanhhoa-2021")
+            built = build_scenario(seed=seed)
+            clock = SimClock.manual(built.start)
+            self.world = World(clock, seed=seed)
+            self.player = ScenarioPlayer(self.world, built, fast=fast, faults=self.faults)
+        else:
+            from hub.simulators.live import LiveGenerator
+
+            clock = SimClock.live()
+            self.world = World(clock, seed=seed)
+            self.generator = LiveGenerator(self.world, rate_per_s=5.0, seed=seed)
+        self.server = SimulatorServer(
+            self.world, self.faults, units=units, qlvb_credentials=qlvb, portal_clients=clients,
+            motcua_port=SIM_PORTS["motcua"], qlvb_port=SIM_PORTS["qlvb"], portal_port=SIM_PORTS["portal"],
+        )
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self.server.start()
+        if self.player is not None:
+            self.player.start()
+        else:
+            self._thread = threading.Thread(target=self.generator.run_forever, name="live-generator", daemon=True)
+            self._thread.start()
+
+    def progress(self) -> dict[str, Any]:
+        if self.player is not None:
+            released, total = self.player.progress()
+            return {"scenario": self.scenario_name, "released": released, "total": total, "done": self.player.done}
+        return {"scenario": None, "live": True, "dossiers": len(self.world.final_dossiers())}
+
+    def stop(self) -> None:
+        if self.player is not None:
+            self.player.stop()
+        if self.generator is not None:
+            self.generator.stop()
+        self.server.stop()
+
+
+# --------------------------------------------------------------------------- up
+
+
+def _start_prometheus(settings: Settings, data_dir: Path) -> Any:
+    try:
+        from hub.prometheus import PrometheusServer, find_prometheus
+    except ImportError:
+        return None
+    if find_prometheus() is None:
+        return None
+    targets = {
+        "dvc-hub-worker": [f"{settings.worker.web_host}:{settings.worker.web_port}"],
+        "dvc-hub-connectors": [f"{settings.connector_runner.host}:{settings.connector_runner.port}"],
+        "dvc-hub-portal-sync": [f"{settings.portal_sync.host}:{settings.portal_sync.port}"],
+    }
+    server = PrometheusServer(targets=targets, data_dir=data_dir, port=PROMETHEUS_PORT)
+    server.start()
+    return server
+
+
+def _write_state(state: dict[str, Any]) -> None:
+    STATE_DIR.mkdir(parents=True, exist_ok=True)
+    tmp = STATE_FILE.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, indent=2, ensure_ascii=False), encoding="utf-8")
+    tmp.replace(STATE_FILE)
+
+
+def _up(args: argparse.Namespace) -> int:  # noqa: C901 - one linear start-up script reads best
+    settings = load_settings(args.config)
+    logs = STATE_DIR / "logs"
+    total = 5
+    stopping = threading.Event()
+
+    def _on_signal(signum: int, _frame: object) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+
+    broker = None
+    children: list[Child] = []
+    sims: Simulators | None = None
+    prometheus: Any = None
+    try:
+        # 1. broker
+        if settings.embedded_broker.enabled:
+            from hub.broker import EmbeddedBroker
+
+            eb = settings.embedded_broker
+            broker = EmbeddedBroker(eb.data_dir, eb.port, eb.controller_port, num_partitions=settings.kafka.partitions)
+            _say(f"[1/{total}] broker: starting Kafka on 127.0.0.1:{eb.port} (first run fetches the jars once)...")
+            status = broker.start(timeout=180)
+            _say(f"[1/{total}] broker: up at {status.bootstrap} (pid {status.pid}), data in {eb.data_dir}")
+        else:
+            _say(f"[1/{total}] broker: using {settings.kafka.bootstrap_servers} (embedded broker disabled)")
+        from hub.kafka import ensure_topics, hub_topics
+
+        created = ensure_topics(settings.kafka, hub_topics(settings))
+        _say(f"[1/{total}] topics: {len(created)} created, {len(hub_topics(settings)) - len(created)} existed")
+
+        # 2. simulators
+        what = f"scenario {args.scenario}{' (fast)' if args.fast else ''}" if args.scenario else "live generator"
+        _say(f"[2/{total}] simulators: starting the one-stop, QLVB and portal simulators ({what})...")
+        sims = Simulators(settings, args.scenario, args.fast, args.faults, args.seed)
+        sims.start()
+
+        # 3. children
+        _say(f"[3/{total}] worker, connectors, portal sync: starting...")
+        worker = Child(
+            "worker", _hub_argv(args.config, "worker"), logs / "worker.log",
+            f"http://{settings.worker.web_host}:{settings.worker.web_port}/healthz",
+        )
+        connectors = Child(
+            "connectors", _hub_argv(args.config, "connectors", "run"), logs / "connectors.log",
+            f"http://{settings.connector_runner.host}:{settings.connector_runner.port}/healthz",
+        )
+        children = [worker, connectors]
+        if settings.portal.enabled:
+            children.append(
+                Child(
+                    "portal-sync", _hub_argv(args.config, "push", "run"), logs / "portal-sync.log",
+                    f"http://{settings.portal_sync.host}:{settings.portal_sync.port}/healthz",
+                )
+            )
+        for c in children:
+            c.start()
+        for c in children:
+            assert c.health_url is not None
+            if _wait_http(c.health_url, 120, c):
+                _say(f"[3/{total}] {c.name}: up (pid {c.proc.pid if c.proc else '?'})")
+            else:
+                _say(f"[3/{total}] {c.name}: NOT answering at {c.health_url} yet; see {c.log_path}")
+
+        # 4. prometheus
+        try:
+            prometheus = _start_prometheus(settings, STATE_DIR / "prometheus")
+        except Exception as exc:  # noqa: BLE001 - optional part: say why and go on
+            _say(f"[4/{total}] prometheus: could not start ({exc}); the hub runs without it")
+        if prometheus is None:
+            _say(f"[4/{total}] prometheus: not installed (apt-get install prometheus); skipping")
+        else:
+            _say(f"[4/{total}] prometheus: up")
+
+        # 5. where to look
+        _say(f"[5/{total}] DVC Hub is up. Places to look:")
+        w = f"http://{settings.worker.web_host}:{settings.worker.web_port}"
+        lines = {
+            "metrics": f"{w}/metrics",
+            "figures": f"{w}/api/v1/figures",
+            "connector metrics": f"http://{settings.connector_runner.host}:{settings.connector_runner.port}/metrics",
+        }
+        if settings.portal.enabled:
+            ps = f"http://{settings.portal_sync.host}:{settings.portal_sync.port}"
+            lines["portal sync metrics"] = f"{ps}/metrics"
+            lines["read API"] = f"{ps}/openapi.json"
+        if prometheus is not None:
+            lines["prometheus"] = f"http://127.0.0.1:{PROMETHEUS_PORT}"
+        lines["simulators"] = (
+            f"one-stop http://127.0.0.1:{SIM_PORTS['motcua']}/donvi/<unit>, QLVB http://127.0.0.1:{SIM_PORTS['qlvb']}, "
+            f"portal http://127.0.0.1:{SIM_PORTS['portal']}"
+        )
+        lines["logs"] = str(logs)
+        lines["status"] = "dvc-hub status"
+        lines["report"] = "dvc-hub report --period 2021-Q1" if args.scenario else "dvc-hub report --period <yyyy-Qn>"
+        for k, v in lines.items():
+            _say(f"{k}: {v}")
+
+        started = time.monotonic()
+        while not stopping.is_set():
+            for c in children:
+                msg = c.supervise()
+                if msg:
+                    _say(msg)
+            _write_state(
+                {
+                    "pid": os.getpid(),
+                    "updated_at": datetime.now(UTC).isoformat(),
+                    "config": str(Path(args.config).resolve()) if args.config else None,
+                    "broker": settings.kafka.bootstrap_servers,
+                    "urls": lines,
+                    "parts": {
+                        c.name: {"pid": c.proc.pid if c.proc else None, "alive": c.alive(), "health": c.health_url,
+                                 "restarts": c.restarts}
+                        for c in children
+                    },
+                    "simulators": sims.progress(),
+                    "prometheus": f"http://127.0.0.1:{PROMETHEUS_PORT}" if prometheus is not None else None,
+                }
+            )
+            if args.duration and time.monotonic() - started >= args.duration:
+                break
+            stopping.wait(1.0)
+        _say("stopping...")
+        return 0
+    finally:
+        for c in reversed(children):
+            _say(f"stopping {c.name}...")
+            c.stop()
+        if prometheus is not None:
+            with contextlib.suppress(Exception):
+                prometheus.stop()
+        if sims is not None:
+            sims.stop()
+        if broker is not None and not args.keep_broker:
+            _say("stopping broker...")
+            broker.stop()
+        with contextlib.suppress(FileNotFoundError):
+            STATE_FILE.unlink()
+        _say("stopped.")
+
+
+# --------------------------------------------------------------------------- status
+
+
+def _probe(url: str | None) -> tuple[bool, Any]:
+    if not url:
+        return False, None
+    try:
+        r = httpx.get(url, timeout=3.0)
+    except httpx.HTTPError as exc:
+        return False, type(exc).__name__
+    try:
+        return r.status_code < 400, r.json()
+    except ValueError:
+        return r.status_code < 400, None
+
+
+def collect_status(settings: Settings) -> dict[str, Any]:
+    """Whether each part is up, and whether the pipeline has caught up with the sources."""
+    state: dict[str, Any] = {}
+    if STATE_FILE.exists():
+        with contextlib.suppress(ValueError):
+            state = json.loads(STATE_FILE.read_text(encoding="utf-8"))
+    parts: dict[str, Any] = {}
+    try:
+        from hub.kafka import admin
+
+        client = admin(settings.kafka, "status")
+        client.close()
+        parts["broker"] = {"up": True, "at": settings.kafka.bootstrap_servers}
+    except Exception as exc:  # noqa: BLE001 - any failure means "not reachable"
+        parts["broker"] = {"up": False, "at": settings.kafka.bootstrap_servers, "error": type(exc).__name__}
+    w = f"http://{settings.worker.web_host}:{settings.worker.web_port}"
+    ok, body = _probe(f"{w}/api/v1/status")
+    parts["worker"] = {"up": ok, "url": w, "detail": body}
+    ok, body = _probe(f"http://{settings.connector_runner.host}:{settings.connector_runner.port}/healthz")
+    parts["connectors"] = {"up": ok, "detail": body}
+    if settings.portal.enabled:
+        ok, body = _probe(f"http://{settings.portal_sync.host}:{settings.portal_sync.port}/healthz")
+        parts["portal-sync"] = {"up": ok, "detail": body}
+    if state.get("prometheus"):
+        ok, _ = _probe(f"{state['prometheus']}/-/ready")
+        parts["prometheus"] = {"up": ok, "url": state["prometheus"]}
+    worker_caught_up = bool(isinstance(parts["worker"]["detail"], dict) and parts["worker"]["detail"].get("caught_up"))
+    conn_detail = parts["connectors"]["detail"]
+    connectors_caught_up = bool(isinstance(conn_detail, dict) and conn_detail.get("caught_up", False))
+    sims = state.get("simulators") or {}
+    scenario_done = bool(sims.get("done", True))
+    return {
+        "up": all(p["up"] for p in parts.values()),
+        "caught_up": worker_caught_up and connectors_caught_up and scenario_done,
+        "parts": parts,
+        "simulators": sims,
+    }
+
+
+def _status(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    st = collect_status(settings)
+    if args.json:
+        print(json.dumps(st, indent=2, ensure_ascii=False, default=str))
+    else:
+        for name, p in st["parts"].items():
+            print(f"{name:12} {'up' if p['up'] else 'DOWN'}")
+        sims = st["simulators"]
+        if sims.get("scenario"):
+            print(f"scenario     {sims['scenario']}: {sims.get('released')}/{sims.get('total')} changes released"
+                  f"{' (done)' if sims.get('done') else ''}")
+        print(f"pipeline     {'caught up' if st['caught_up'] else 'catching up'}")
+    return 0 if st["up"] else 1
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``up`` and ``status``."""
+    up = subparsers.add_parser(
+        "up", help="start everything: broker, simulators, worker, connectors, portal sync, Prometheus",
+        description="Start the whole hub on this machine and wait; Ctrl-C stops it all.",
+    )
+    up.add_argument("--scenario", help="play a seeded scenario instead of live traffic (thanhhoa-2021)")
+    up.add_argument("--fast", action="store_true", help="play the scenario as fast as the pipeline takes it")
+    up.add_argument("--faults", help="simulator faults, e.g. 'p_5xx=0.05,p_429=0.05' (docs/simulators.md)")
+    up.add_argument("--seed", type=int, default=2021, help="seed of the generator or scenario")
+    up.add_argument("--duration", type=float, default=0.0, help="stop by itself after this many seconds")
+    up.add_argument("--keep-broker", action="store_true", help="leave the broker running on exit")
+    up.set_defaults(func=_up)
+    st = subparsers.add_parser("status", help="is each part up, and has the pipeline caught up?")
+    st.add_argument("--json", action="store_true", help="machine-readable output")
+    st.set_defaults(func=_status)
+
+
+__all__ = ["collect_status", "register"]

@@ -1,0 +1,52 @@
+"""The privacy edge and dead letters carry no personal data."""
+
+from __future__ import annotations
+
+import json
+
+from hub.deadletter import DeadLetter
+from hub.privacy import hash_id_number, redact_text, scrub_dossier
+
+RECORD = {
+    "MaHoSo": "H56.14767-210115-00012",
+    "ChuHoSo": "Nguyễn Văn A",
+    "SoGiayToChuHoSo": "038090001234",
+    "SoDienThoai": "0912345678",
+    "DiaChi": "12 Lê Lợi",
+    "QuaTrinhXuLy": [{"TrangThai": "2", "HoTen": "Trần Thị B"}],
+}
+
+
+def test_scrub_drops_names_phones_and_hashes_id() -> None:
+    out = scrub_dossier(RECORD, b"k1")
+    text = json.dumps(out, ensure_ascii=False)
+    for secret in ("Nguyễn Văn A", "038090001234", "0912345678", "Lê Lợi", "Trần Thị B"):
+        assert secret not in text
+    assert out["IdHash"] == hash_id_number("038090001234", b"k1")
+    assert out["MaHoSo"] == RECORD["MaHoSo"]
+
+
+def test_hash_is_keyed() -> None:
+    assert hash_id_number("038090001234", b"k1") != hash_id_number("038090001234", b"k2")
+    assert hash_id_number(" 038090001234 ", b"k1") == hash_id_number("038090001234", b"k1")
+
+
+def test_redact_text_masks_ids_and_phones() -> None:
+    assert redact_text("CCCD 038090001234 tel 0912345678 ok") == "CCCD <id> tel <phone> ok"
+
+
+def test_dead_letter_redacts_raw_excerpt_and_detail() -> None:
+    dl = DeadLetter.make(
+        stage="connector", reason="invalid_json", detail="bad record of 038090001234",
+        source="motcua", raw=b'{"ChuHoSo": "x", "SoGiayToChuHoSo": "038090001234", "SoDienThoai": "0912345678"',
+    )
+    blob = dl.value().decode() + repr(dl.headers()) + dl.key().decode()
+    assert "038090001234" not in blob
+    assert "0912345678" not in blob
+    assert DeadLetter.parse(dl.value()).reason == "invalid_json"
+    assert ("dlq.reason", b"invalid_json") in dl.headers()
+
+
+def test_unknown_reason_is_bounded() -> None:
+    dl = DeadLetter.make(stage="normalize", reason="something new", detail="?", source="x")
+    assert dl.reason == "unexpected"
