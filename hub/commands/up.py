@@ -66,7 +66,7 @@ class Child:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
         env = {**os.environ, **self.env}
-        self.proc = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
+        self.proc = subprocess.Popen(
             self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
             start_new_session=True,  # Ctrl-C reaches `up` only; `up` stops children in order
         )
@@ -175,7 +175,8 @@ class Simulators:
             self.world = World(clock, seed=seed)
             self.generator = LiveGenerator(self.world, rate_per_s=5.0, seed=seed)
         self.server = SimulatorServer(
-            self.world, self.faults, units=units, qlvb_credentials=qlvb, portal_clients=clients,
+            self.world, units=units, motcua_faults=self.faults, qlvb_faults=self.faults, portal_faults=self.faults,
+            qlvb_username=qlvb[0], qlvb_password=qlvb[1], portal_clients=clients, seed=seed,
             motcua_port=SIM_PORTS["motcua"], qlvb_port=SIM_PORTS["qlvb"], portal_port=SIM_PORTS["portal"],
         )
         self._thread: threading.Thread | None = None
@@ -205,19 +206,24 @@ class Simulators:
 # --------------------------------------------------------------------------- up
 
 
-def _start_prometheus(settings: Settings, data_dir: Path) -> Any:
+def _start_prometheus(settings: Settings, workdir: Path) -> Any:
+    """Start Debian's Prometheus on the hub's targets with the repository's rules; None if not installed."""
+    from hub.prometheus import (
+        PrometheusError,
+        PrometheusServer,
+        default_rule_files,
+        find_prometheus,
+        hub_scrape_targets,
+    )
+
     try:
-        from hub.prometheus import PrometheusServer, find_prometheus
-    except ImportError:
+        find_prometheus()
+    except PrometheusError:
         return None
-    if find_prometheus() is None:
-        return None
-    targets = {
-        "dvc-hub-worker": [f"{settings.worker.web_host}:{settings.worker.web_port}"],
-        "dvc-hub-connectors": [f"{settings.connector_runner.host}:{settings.connector_runner.port}"],
-        "dvc-hub-portal-sync": [f"{settings.portal_sync.host}:{settings.portal_sync.port}"],
-    }
-    server = PrometheusServer(targets=targets, data_dir=data_dir, port=PROMETHEUS_PORT)
+    server = PrometheusServer(
+        workdir, hub_scrape_targets(settings), port=PROMETHEUS_PORT, scrape_interval="5s",
+        rule_files=default_rule_files(),
+    )
     server.start()
     return server
 
@@ -229,13 +235,13 @@ def _write_state(state: dict[str, Any]) -> None:
     tmp.replace(STATE_FILE)
 
 
-def _up(args: argparse.Namespace) -> int:  # noqa: C901 - one linear start-up script reads best
+def _up(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     logs = STATE_DIR / "logs"
     total = 5
     stopping = threading.Event()
 
-    def _on_signal(signum: int, _frame: object) -> None:
+    def _on_signal(_signum: int, _frame: object) -> None:
         stopping.set()
 
     signal.signal(signal.SIGTERM, _on_signal)

@@ -75,3 +75,11 @@ def test_secrets_never_printed(capsys: pytest.CaptureFixture[str], monkeypatch: 
     dumped = json.loads(out)
     assert dumped["privacy"]["id_hash_key"] == "**********"
     assert "very-secret-key-123" not in json.dumps(redacted_dump(load_settings()))
+
+
+def test_every_key_is_documented_and_the_reference_is_current() -> None:
+    from hub.config_docs import render, undocumented
+
+    assert undocumented() == []
+    committed = (Path(__file__).parents[2] / "docs" / "configuration.md").read_text(encoding="utf-8")
+    assert committed == render(), "docs/configuration.md is stale: python -m hub.config_docs > docs/configuration.md"
