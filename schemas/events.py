@@ -31,7 +31,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, computed_field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 SCHEMA_VERSION = 1
 
@@ -129,7 +129,6 @@ class DossierEvent(_Event):
     id_hash: str | None = None
     progress: tuple[ProgressStep, ...] = ()
 
-    @computed_field  # type: ignore[prop-decorator]
     @property
     def status_group(self) -> StatusGroup:
         """Reporting group of :attr:`status`."""
@@ -147,7 +146,6 @@ class DocumentEvent(_Event):
     document_number: str = ""
     signed: bool = False
 
-    @computed_field  # type: ignore[prop-decorator]
     @property
     def is_electronic_result(self) -> bool:
         """A signed or issued document linked to a dossier is that dossier's electronic result."""
