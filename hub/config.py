@@ -105,6 +105,19 @@ class EmbeddedBrokerSettings(_Model):
     controller_port: Annotated[int, Field(ge=1, le=65535)] = 9093
 
 
+class SimulatorSettings(_Model):
+    """Where ``dvc-hub up`` / ``dvc-hub simulate`` serve the simulated source systems.
+
+    The connector and portal URLs in the sample configuration point here; change both together.
+    """
+
+    host: str = "127.0.0.1"
+    motcua_port: Annotated[int, Field(ge=0, le=65535)] = 8101
+    qlvb_port: Annotated[int, Field(ge=0, le=65535)] = 8102
+    portal_port: Annotated[int, Field(ge=0, le=65535)] = 8103
+    live_rate_per_s: Annotated[float, Field(gt=0)] = 5.0
+
+
 class TopicSettings(_Model):
     """Every Kafka topic of the hub, declared once."""
 
@@ -285,6 +298,7 @@ class Settings(BaseSettings):
     province_code: str = "38"
     kafka: KafkaSettings = KafkaSettings()
     embedded_broker: EmbeddedBrokerSettings = EmbeddedBrokerSettings()
+    simulators: SimulatorSettings = SimulatorSettings()
     topics: TopicSettings = TopicSettings()
     connectors: list[ConnectorInstance] = Field(default_factory=list)
     connector_runner: HttpEndpointSettings = HttpEndpointSettings(port=9465)

@@ -38,7 +38,6 @@ from hub.config import Settings, load_settings
 
 STATE_DIR = Path(".dvc-hub")
 STATE_FILE = STATE_DIR / "up.json"
-SIM_PORTS = {"motcua": 8101, "qlvb": 8102, "portal": 8103}
 PROMETHEUS_PORT = 9090
 
 
@@ -173,11 +172,12 @@ class Simulators:
 
             clock = SimClock.live()
             self.world = World(clock, seed=seed)
-            self.generator = LiveGenerator(self.world, rate_per_s=5.0, seed=seed)
+            self.generator = LiveGenerator(self.world, rate_per_s=settings.simulators.live_rate_per_s, seed=seed)
         self.server = SimulatorServer(
             self.world, units=units, motcua_faults=self.faults, qlvb_faults=self.faults, portal_faults=self.faults,
             qlvb_username=qlvb[0], qlvb_password=qlvb[1], portal_clients=clients, seed=seed,
-            motcua_port=SIM_PORTS["motcua"], qlvb_port=SIM_PORTS["qlvb"], portal_port=SIM_PORTS["portal"],
+            host=settings.simulators.host, motcua_port=settings.simulators.motcua_port,
+            qlvb_port=settings.simulators.qlvb_port, portal_port=settings.simulators.portal_port,
         )
         self._thread: threading.Thread | None = None
 
@@ -326,8 +326,7 @@ def _up(args: argparse.Namespace) -> int:
         if prometheus is not None:
             lines["prometheus"] = f"http://127.0.0.1:{PROMETHEUS_PORT}"
         lines["simulators"] = (
-            f"one-stop http://127.0.0.1:{SIM_PORTS['motcua']}/donvi/<unit>, QLVB http://127.0.0.1:{SIM_PORTS['qlvb']}, "
-            f"portal http://127.0.0.1:{SIM_PORTS['portal']}"
+            f"one-stop {sims.server.motcua_url}/donvi/<unit>, QLVB {sims.server.qlvb_url}, portal {sims.server.portal_url}"
         )
         lines["logs"] = str(logs)
         lines["status"] = "dvc-hub status"
