@@ -1,0 +1,138 @@
+"""QLVB: document events as XML, read by id, parsed safely.
+
+``GET {base}/qlvb/api/sukien?tu_id=<n>&so_luong=<1..500>`` answers the events with ``id > tu_id``.
+
+- **Safe XML**: parsed with :mod:`defusedxml` — DTDs, entity declarations (billion laughs) and
+  external entities are refused (``hostile_xml``), a truncated body is ``invalid_xml``. Either way
+  the page is fetched again (hostile answers are intermittent) and, if it stays unreadable, it is
+  dead-lettered and the stream holds (see :mod:`connectors.sdk.engine`). Nothing crashes.
+- **Gaps** in the id sequence (rolled-back transactions) need nothing: the query is "after this
+  id", so a missing number is simply never served.
+- **Duplicates** (an event served again at the start of the next page) are dropped when their id is
+  not above the cursor, and by event id in any case.
+
+Identity, deterministic: ``key`` = the linked dossier's ``ma_ho_so`` when ``HoSoLienQuan`` is
+present (so a dossier's documents share its Kafka partition), else ``doc-<id>``; ``version`` = the
+event id, so ``event_id = "qlvb:<key>:<id>"``. An event never changes, so it has one id forever.
+
+Privacy: the signer's name (``nguoi_ky``) is dropped; ID and phone numbers in the summary
+(``trich_yeu``) are masked.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar
+from xml.etree.ElementTree import Element, ParseError, tostring
+
+from defusedxml import DefusedXmlException
+from defusedxml.ElementTree import fromstring
+
+from connectors.qlvb.config import QlvbConfig
+from connectors.sdk import BadPage, Body, Connector, Cursor, CursorStream, Page, Reject
+
+__all__ = ["DocumentEvents", "QlvbConnector", "parse_events"]
+
+
+def _excerpt(element: Element) -> str:
+    return tostring(element, encoding="unicode")[:600]
+
+
+def parse_events(content: bytes) -> tuple[list[dict[str, Any]], list[Reject], bool]:
+    """Events, rejected elements and ``con_nua`` of one answer; :class:`BadPage` if unreadable."""
+    try:
+        root = fromstring(content, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+    except DefusedXmlException as exc:
+        raise BadPage("hostile_xml", f"refused {type(exc).__name__} (DTDs and entities are not accepted)",
+                      raw=content) from None
+    except ParseError as exc:
+        raise BadPage("invalid_xml", f"not well-formed XML (truncated?): line {exc.position[0]}",
+                      raw=content) from None
+    if root.tag != "DanhSachSuKien":
+        raise BadPage("schema", f"expected <DanhSachSuKien>, got <{root.tag}>", raw=content)
+    events: list[dict[str, Any]] = []
+    rejects: list[Reject] = []
+    for element in root.findall("SuKien"):
+        raw_id = element.get("id", "")
+        if not raw_id.isdigit():
+            rejects.append(Reject("schema", f"SuKien without a numeric id ({raw_id[:20]!r})", raw=_excerpt(element)))
+            continue
+        van_ban = element.find("VanBan")
+        link = element.find("HoSoLienQuan")
+        events.append({
+            "id": int(raw_id),
+            "loai": element.get("loai", ""),
+            "thoi_diem": element.get("thoi_diem", ""),
+            "VanBan": dict(van_ban.attrib) if van_ban is not None else {},
+            "HoSoLienQuan": {"ma_ho_so": link.get("ma_ho_so", "")} if link is not None else None,
+        })
+    more = root.get("con_nua", "false").strip().lower() == "true"
+    return events, rejects, more
+
+
+class DocumentEvents(CursorStream):
+    """Document events by id."""
+
+    name = "events"
+    path = "/qlvb/api/sukien"
+    kind = "document"
+    topic = "raw_qlvb"
+    primary_key = "id"
+    version_key = "id"
+    drop_fields: ClassVar[frozenset[str]] = frozenset({"nguoi_ky"})
+    free_text_fields: ClassVar[frozenset[str]] = frozenset({"trich_yeu"})
+
+    def initial_cursor(self) -> Cursor:
+        """``start_id`` (0: from the first event)."""
+        cfg = self.connector.config
+        return {"id": cfg.start_id if isinstance(cfg, QlvbConfig) else 0}
+
+    def merge_cursor(self, saved: Cursor | None, new: Cursor) -> Cursor:
+        """Only forward."""
+        return new if saved is None or int(new["id"]) > int(saved["id"]) else saved
+
+    def cursor_time(self, cursor: Cursor | None) -> datetime | None:
+        """When the cursor's event happened."""
+        if not cursor or not cursor.get("thoi_diem"):
+            return None
+        try:
+            return datetime.fromisoformat(str(cursor["thoi_diem"]))
+        except ValueError:
+            return None
+
+    def parse_cursor(self, text: str) -> Cursor:
+        """An event id (or the JSON form)."""
+        if text.strip().isdigit():
+            return {"id": int(text.strip())}
+        return super().parse_cursor(text)
+
+    def record_key(self, record: dict[str, Any]) -> str:
+        """The linked dossier's code, else ``doc-<id>``."""
+        link = record.get("HoSoLienQuan")
+        if isinstance(link, dict) and str(link.get("ma_ho_so", "")).strip():
+            return str(link["ma_ho_so"]).strip()
+        return f"doc-{record['id']}"
+
+    def request_params(self, cursor: Cursor) -> dict[str, Any]:
+        """``tu_id`` and ``so_luong``."""
+        return {"tu_id": int(cursor["id"]), "so_luong": min(self.page_size, 500)}
+
+    def parse_page(self, body: Body, cursor: Cursor) -> Page:
+        """Events above the cursor; the checkpoint is the largest id (with its time)."""
+        events, rejects, more = parse_events(body.content)
+        after = int(cursor["id"])
+        fresh = [e for e in events if e["id"] > after]
+        if not fresh:
+            return Page((), checkpoint=None, has_more=False, rejects=rejects)
+        last = max(fresh, key=lambda e: e["id"])
+        return Page(fresh, checkpoint={"id": last["id"], "thoi_diem": last["thoi_diem"]}, has_more=more,
+                    rejects=rejects)
+
+
+class QlvbConnector(Connector):
+    """The document management system."""
+
+    type = "qlvb"
+    title = "Document management software (phần mềm quản lý văn bản, QLVB)"
+    config_class = QlvbConfig
+    streams = (DocumentEvents,)

@@ -1,0 +1,331 @@
+"""The sync engine: runs one connector instance's poll cycles, safely.
+
+For each page a stream yields, :class:`SyncEngine`:
+
+1. turns records into :class:`~schemas.raw.RawRecord` envelopes at the privacy edge (:mod:`.edge`);
+2. drops those whose ``event_id`` this process already delivered (a bounded seen-set, so look-back
+   re-reads cost nothing; after a restart the set is empty and re-reads become duplicates with
+   *identical* event ids, which downstream absorbs);
+3. delivers the rest and the page's dead letters and **waits for Kafka's acknowledgement**;
+4. only then saves the page's checkpoint as the stream's cursor in the state topic.
+
+A page the stream cannot parse even after ``bad_page_attempts`` fetches is dead-lettered once and
+the stream **holds** its cursor: the next cycle tries the same position again. Skipping an unparseable
+page could lose every record on it, and nothing proves it held nothing we need; holding loses nothing,
+shows in ``/healthz`` and the error metric, and an operator who has looked at the dead letter can move
+past it with ``dvc-hub connectors reset NAME --to CURSOR``. A single bad *record* never holds anything:
+it is dead-lettered and the page goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from connectors.sdk.base import Connector, Cursor, Stream
+from connectors.sdk.edge import Edge
+from connectors.sdk.errors import BadPage, ConnectorError
+from connectors.sdk.sinks import RecordSink
+from connectors.sdk.state import ConnectorState, StateStore
+from hub import metrics as m
+from hub.config import TopicSettings
+from hub.privacy import redact_text
+
+__all__ = ["ConnectorMetrics", "CycleReport", "SeenSet", "SyncEngine"]
+
+log = logging.getLogger(__name__)
+
+MAX_FAILURE_BACKOFF_S = 300.0
+
+
+class SeenSet:
+    """A bounded set of event ids, least recently seen evicted first."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._items: OrderedDict[str, None] = OrderedDict()
+
+    def __contains__(self, item: object) -> bool:
+        return item in self._items
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def update(self, items: Iterable[str]) -> None:
+        """Remember ``items``."""
+        for item in items:
+            self._items[item] = None
+            self._items.move_to_end(item)
+        while len(self._items) > self.capacity:
+            self._items.popitem(last=False)
+
+
+class ConnectorMetrics:
+    """The connector metrics of the catalogue (:mod:`hub.metrics`), in one registry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.polls = m.counter(m.CONNECTOR_POLLS, registry)
+        self.records = m.counter(m.CONNECTOR_RECORDS, registry)
+        self.errors = m.counter(m.CONNECTOR_ERRORS, registry)
+        self.cursor_age = m.gauge(m.CONNECTOR_CURSOR_AGE, registry)
+        self.last_success = m.gauge(m.CONNECTOR_LAST_SUCCESS, registry)
+        self.up = m.gauge(m.CONNECTOR_UP, registry)
+        self.dead_letters = m.counter(m.DEAD_LETTERS, registry)
+
+    def count_retry(self, connector: str, type_: str, reason: str) -> None:
+        """A retried request (``on_retry`` of the HTTP client): errors_total by reason."""
+        self.errors.labels(connector, type_, reason).inc()
+
+
+@dataclass
+class CycleReport:
+    """What one poll cycle did."""
+
+    produced: int = 0
+    duplicates_skipped: int = 0
+    dead_letters: int = 0
+    pages: int = 0
+    errors: dict[str, str] = field(default_factory=dict)  # stream -> stable key
+    held: dict[str, str] = field(default_factory=dict)  # stream -> dead-letter reason
+
+    @property
+    def ok(self) -> bool:
+        """No stream failed (a held stream counts as a failure of the cycle)."""
+        return not self.errors and not self.held
+
+
+class SyncEngine:
+    """Runs one connector instance (see the module docstring)."""
+
+    def __init__(
+        self,
+        connector: Connector,
+        *,
+        sink: RecordSink,
+        state_store: StateStore,
+        topics: TopicSettings,
+        privacy_key: bytes,
+        metrics: ConnectorMetrics | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.connector = connector
+        self.name = connector.instance.name
+        self.sink = sink
+        self.store = state_store
+        self.topics = topics
+        self.metrics = metrics
+        self.edge = Edge(source=connector.source, instance=self.name, privacy_key=privacy_key,
+                         max_depth=connector.config.max_depth)
+        self.seen = SeenSet(connector.config.seen_capacity)
+        self.state = ConnectorState(instance=self.name, type=connector.type)
+        self._monotonic = monotonic
+        self._sleep = sleep
+        self._last_read: dict[str, float] = {}
+        self._dead_lettered_holds: set[tuple[str, str, str]] = set()
+        self._loaded = False
+        self.consecutive_failures = 0
+        self.last_error: dict[str, str] | None = None
+        self.records_total = 0
+        self.dead_letters_total = 0
+        #: Called right before every state save; tests use it to simulate a crash at the worst moment.
+        self.before_save: Callable[[ConnectorState], None] | None = None
+        if metrics is not None:
+            metrics.up.labels(self.name, connector.type).set(0)
+
+    # ------------------------------------------------------------------ state
+    async def load_state(self, known: ConnectorState | None = None) -> None:
+        """Load the saved state (or take ``known``, read once for every instance by the runner)."""
+        state = known if known is not None else await self.store.load(self.name)
+        if state is not None:
+            self.state = state.model_copy(deep=True)
+        self._loaded = True
+
+    async def _save(self) -> None:
+        self.state.updated_at = datetime.now(UTC)
+        self.state.written_by = "runner"
+        if self.before_save is not None:
+            self.before_save(self.state)
+        await self.store.save(self.state)
+
+    # ------------------------------------------------------------------ cycles
+    def _due(self, stream: Stream) -> bool:
+        interval = stream.refresh_every()
+        last = self._last_read.get(stream.name)
+        return interval is None or last is None or self._monotonic() - last >= interval
+
+    def _labels(self) -> tuple[str, str]:
+        return (self.name, self.connector.type)
+
+    def _count_error(self, reason: str) -> None:
+        if self.metrics is not None:
+            self.metrics.errors.labels(*self._labels(), reason).inc()
+
+    async def run_once(self) -> CycleReport:
+        """One poll cycle over every due stream. ConnectorErrors are reported, not raised."""
+        if not self._loaded:
+            await self.load_state()
+        report = CycleReport()
+        for stream in self.connector.stream_objects:
+            if not self._due(stream):
+                continue
+            try:
+                await self._sync_stream(stream, report)
+                self._last_read[stream.name] = self._monotonic()
+            except BadPage as exc:
+                await self._hold(stream, exc, report)
+            except ConnectorError as exc:
+                report.errors[stream.name] = exc.key
+                self.last_error = {"key": exc.key, "stream": stream.name, "message": redact_text(str(exc))}
+                self._count_error(getattr(exc, "reason", exc.key))
+                log.warning("connector %s stream %s: %s", self.name, stream.name, redact_text(str(exc)))
+        await self._finish_cycle(report)
+        return report
+
+    async def _finish_cycle(self, report: CycleReport) -> None:
+        now = datetime.now(UTC)
+        labels = self._labels()
+        if report.ok:
+            self.consecutive_failures = 0
+            self.last_error = None
+            previous = self.state.last_success
+            self.state.last_success = now
+            # Keep "last success" fresh in the state topic without writing it every 5 seconds.
+            if previous is None or (now - previous).total_seconds() > 60:
+                await self._save()
+        else:
+            self.consecutive_failures += 1
+        if self.metrics is not None:
+            self.metrics.polls.labels(*labels, "ok" if report.ok else "error").inc()
+            self.metrics.up.labels(*labels).set(1 if report.ok else 0)
+            if report.ok:
+                self.metrics.last_success.labels(*labels).set(now.timestamp())
+            age = await self.cursor_age()
+            if age is not None:
+                self.metrics.cursor_age.labels(*labels).set(age)
+
+    async def cursor_age(self) -> float | None:
+        """Source time minus the first incremental stream's cursor time, in seconds."""
+        for stream in self.connector.stream_objects:
+            if not stream.incremental:
+                continue
+            at = stream.cursor_time(self.state.cursors.get(stream.name))
+            if at is None:
+                return None
+            now = await self.connector.source_now() or datetime.now(UTC)
+            return max(0.0, (now - at).total_seconds())
+        return None
+
+    async def _sync_stream(self, stream: Stream, report: CycleReport) -> None:
+        saved: Cursor | None = self.state.cursors.get(stream.name) if stream.incremental else None
+        topic = getattr(self.topics, stream.topic)
+        async for page in stream.pages(saved):
+            report.pages += 1
+            raws, letters = self.edge.process(stream, page.records)
+            letters.extend(self.edge.reject(stream, r) for r in page.rejects)
+            fresh = []
+            batch_ids: set[str] = set()
+            for raw in raws:
+                if raw.event_id in self.seen or raw.event_id in batch_ids:
+                    report.duplicates_skipped += 1
+                    continue
+                batch_ids.add(raw.event_id)
+                fresh.append(raw)
+            # Records first, then their dead letters; both acknowledged before the cursor moves.
+            await self.sink.deliver(topic, fresh)
+            await self.sink.dead_letters(self.topics.dead_letter, letters)
+            self.seen.update(batch_ids)
+            report.produced += len(fresh)
+            report.dead_letters += len(letters)
+            self.records_total += len(fresh)
+            self.dead_letters_total += len(letters)
+            if self.metrics is not None:
+                self.metrics.records.labels(*self._labels()).inc(len(fresh))
+                for letter in letters:
+                    self._count_error(f"dead_letter_{letter.reason}")
+                    self.metrics.dead_letters.labels("connector", letter.reason).inc()
+            if page.checkpoint is not None and stream.incremental:
+                current = self.state.cursors.get(stream.name)
+                new = stream.merge_cursor(current, page.checkpoint)
+                if new != current:
+                    self.state.cursors[stream.name] = new
+                    await self._save()
+
+    async def _hold(self, stream: Stream, exc: BadPage, report: CycleReport) -> None:
+        report.held[stream.name] = exc.reason
+        cursor = self.state.cursors.get(stream.name)
+        where = json.dumps(cursor, sort_keys=True, ensure_ascii=False)
+        self.last_error = {
+            "key": "bad_page", "stream": stream.name,
+            "message": redact_text(f"{exc.detail}; holding at cursor {where}. Look at the dead letter, fix the "
+                                   f"source, or move past it: dvc-hub connectors reset {self.name} --to CURSOR"),
+        }
+        self._count_error(f"bad_page_{exc.reason}")
+        marker = (stream.name, where, exc.reason)
+        if marker in self._dead_lettered_holds:
+            return  # already dead-lettered at this position; do not flood the topic every cycle
+        letter = self.edge.letter(exc.reason, f"{stream.name}: page refused {self.connector.config.bad_page_attempts} "
+                                  f"time(s) at cursor {where}: {exc.detail}", raw=exc.raw)
+        await self.sink.dead_letters(self.topics.dead_letter, [letter])
+        if self.metrics is not None:
+            self.metrics.dead_letters.labels("connector", letter.reason).inc()
+        self._dead_lettered_holds.add(marker)
+        report.dead_letters += 1
+        self.dead_letters_total += 1
+        log.warning("connector %s stream %s holds at %s: %s", self.name, stream.name, where, exc.reason)
+
+    # ------------------------------------------------------------------ loop
+    async def run(self, stop: asyncio.Event) -> None:
+        """Poll until ``stop`` is set; failures back off up to five minutes, nothing crashes the loop."""
+        interval = self.connector.instance.poll_interval_s
+        while not stop.is_set():
+            try:
+                await self.run_once()
+            except ConnectorError as exc:  # delivery or state errors outside a stream
+                self.consecutive_failures += 1
+                self.last_error = {"key": exc.key, "stream": "", "message": redact_text(str(exc))}
+                self._count_error(type(exc).__name__)
+                log.warning("connector %s: %s", self.name, redact_text(str(exc)))
+            except Exception as exc:  # a bug in one connector must not stop the others
+                self.consecutive_failures += 1
+                self.last_error = {"key": "unknown", "stream": "", "message": type(exc).__name__}
+                self._count_error("unexpected")
+                log.exception("connector %s: unexpected %s; retrying after backoff", self.name,
+                              type(exc).__name__)
+            wait = interval
+            if self.consecutive_failures:
+                wait = min(MAX_FAILURE_BACKOFF_S, interval * 2 ** min(self.consecutive_failures - 1, 10))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=wait)
+
+    def health(self) -> dict[str, Any]:
+        """This instance's health as JSON (``/healthz``)."""
+        if not self._loaded:
+            status = "starting"
+        elif self.last_error is None:
+            status = "ok" if self.state.last_success else "starting"
+        elif self.last_error["key"] == "bad_page":
+            status = "degraded"
+        else:
+            status = "error"
+        return {
+            "instance": self.name,
+            "type": self.connector.type,
+            "status": status,
+            "last_success": self.state.last_success.isoformat() if self.state.last_success else None,
+            "consecutive_failures": self.consecutive_failures,
+            "last_error": self.last_error,
+            "cursors": self.state.cursors,
+            "records_total": self.records_total,
+            "dead_letters_total": self.dead_letters_total,
+        }

@@ -1,0 +1,158 @@
+"""The connector runner: every enabled instance in one asyncio process, with /metrics and /healthz.
+
+``dvc-hub connectors run`` builds a :class:`ConnectorRunner` from the settings. Each instance gets
+its own :class:`~connectors.sdk.engine.SyncEngine` (its own rate limit, cursor, seen-set and
+health); they share one pooled :class:`httpx.AsyncClient`, one idempotent Kafka producer and one
+Prometheus registry served on ``settings.connector_runner`` (loopback by default):
+
+- ``GET /metrics``: the ``dvchub_connector_*`` metrics of :mod:`hub.metrics`;
+- ``GET /healthz``: JSON, one entry per instance (status ``starting``/``ok``/``degraded``/``error``,
+  last success, last error key and message, cursors); HTTP 503 only when every instance is in error.
+
+Stopping (SIGTERM, Ctrl-C, or setting the ``stop`` event) lets every engine finish the page it is on;
+a cursor is only ever saved after its records are acknowledged, so stopping at any point is safe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from connectors.sdk.engine import ConnectorMetrics, SyncEngine
+from connectors.sdk.registry import load_connector
+from connectors.sdk.sinks import KafkaSink, RecordSink
+from connectors.sdk.state import KafkaStateStore, StateStore
+from hub.config import ConfigError, ConnectorInstance, Settings
+from hub.kafka import producer as make_producer
+
+__all__ = ["ConnectorRunner", "selected_instances"]
+
+log = logging.getLogger(__name__)
+
+STOP_GRACE_S = 20.0
+
+
+def selected_instances(settings: Settings, names: Sequence[str] = ()) -> list[ConnectorInstance]:
+    """The named instances (enabled or not), or every enabled instance when ``names`` is empty."""
+    if names:
+        return [settings.connector(n) for n in names]
+    return [c for c in settings.connectors if c.enabled]
+
+
+class ConnectorRunner:
+    """Runs connector instances concurrently (see the module docstring)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        instances: Sequence[ConnectorInstance],
+        *,
+        http: httpx.AsyncClient | None = None,
+        sink: RecordSink | None = None,
+        state_store: StateStore | None = None,
+        registry: CollectorRegistry | None = None,
+        serve_http: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.instances = list(instances)
+        self.registry = registry or CollectorRegistry()
+        self.metrics = ConnectorMetrics(self.registry)
+        self.serve_http = serve_http
+        self._http = http
+        self._sink = sink
+        self._store = state_store
+        self._producer: Any = None
+        self.engines: list[SyncEngine] = []
+        self.bound_port: int | None = None
+        self._site_runner: web.AppRunner | None = None
+
+    def _build_engines(self, http: httpx.AsyncClient) -> list[SyncEngine]:
+        engines, problems = [], []
+        assert self._sink is not None
+        assert self._store is not None
+        key = self.settings.privacy.id_hash_key.get_secret_value().encode()
+        for instance in self.instances:
+            try:
+                cls = load_connector(instance.type)
+                on_retry = functools.partial(self.metrics.count_retry, instance.name, instance.type)
+                connector = cls.from_instance(instance, http, on_retry=on_retry)
+            except ConfigError as exc:
+                problems.append(str(exc))
+                continue
+            engines.append(SyncEngine(connector, sink=self._sink, state_store=self._store,
+                                      topics=self.settings.topics, privacy_key=key, metrics=self.metrics))
+        if problems:
+            raise ConfigError("cannot start the connectors:\n" + "\n".join(problems))
+        return engines
+
+    def health(self) -> dict[str, Any]:
+        """Every instance's health."""
+        instances = {e.name: e.health() for e in self.engines}
+        statuses = {h["status"] for h in instances.values()}
+        overall = "ok" if statuses <= {"ok"} else "error" if statuses == {"error"} else "degraded"
+        return {"status": overall, "instances": instances}
+
+    async def _metrics(self, request: web.Request) -> web.Response:  # noqa: ARG002 - aiohttp handler
+        return web.Response(body=generate_latest(self.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def _healthz(self, request: web.Request) -> web.Response:  # noqa: ARG002 - aiohttp handler
+        body = self.health()
+        status = 503 if body["status"] == "error" else 200
+        return web.Response(text=json.dumps(body, ensure_ascii=False, default=str), status=status,
+                            content_type="application/json")
+
+    async def _start_http(self) -> None:
+        app = web.Application()
+        app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/healthz", self._healthz)
+        self._site_runner = web.AppRunner(app, access_log=None)
+        await self._site_runner.setup()
+        endpoint = self.settings.connector_runner
+        site = web.TCPSite(self._site_runner, endpoint.host, endpoint.port)
+        await site.start()
+        server = site._server  # aiohttp exposes the bound port only here
+        sockets = getattr(server, "sockets", None) or []
+        self.bound_port = sockets[0].getsockname()[1] if sockets else endpoint.port
+        log.info("connector runner: /metrics and /healthz on http://%s:%s", endpoint.host, self.bound_port)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run until ``stop`` is set, then stop cleanly."""
+        owns_http = self._http is None
+        http = self._http or httpx.AsyncClient(limits=httpx.Limits(max_connections=100, max_keepalive_connections=40))
+        if self._sink is None or self._store is None:
+            self._producer = make_producer(self.settings.kafka, "connector-runner")
+            self._sink = self._sink or KafkaSink(self._producer)
+            self._store = self._store or KafkaStateStore(self._producer, self.settings.kafka,
+                                                         self.settings.topics.connector_state)
+        try:
+            self.engines = self._build_engines(http)
+            states = await self._store.load_all()
+            for engine in self.engines:
+                await engine.load_state(states.get(engine.name))
+            if self.serve_http:
+                await self._start_http()
+            tasks = [asyncio.create_task(e.run(stop), name=f"connector-{e.name}") for e in self.engines]
+            log.info("connector runner: %d instance(s) running", len(tasks))
+            await stop.wait()
+            _done, pending = await asyncio.wait(tasks, timeout=STOP_GRACE_S) if tasks else (set(), set())
+            for task in pending:
+                task.cancel()
+            for task in pending:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        finally:
+            if self._site_runner is not None:
+                await self._site_runner.cleanup()
+            if owns_http:
+                await http.aclose()
+            if self._producer is not None:
+                await asyncio.to_thread(self._producer.close, 30)

@@ -1,0 +1,215 @@
+"""``dvc-hub connectors``: list, check, run, inspect and reset connectors; scaffold new ones.
+
+- ``list``: installed connector types (entry points), configured instances, their saved state;
+- ``check NAME``: connect for real; prints one stable key (``ok``, ``cannot_connect``,
+  ``invalid_auth``, ``unknown``) and a human line; exit code 0 only for ``ok``;
+- ``run [NAME...]``: the connector runner (every enabled instance by default), with ``/metrics``
+  and ``/healthz`` on ``connector_runner.host:port``; stops cleanly on SIGTERM or Ctrl-C;
+- ``state NAME``: the instance's saved state (cursors, last success) from the state topic;
+- ``reset NAME --to CURSOR [--stream S]``: write a new cursor (stop the runner first);
+- ``new NAME [--dir DIR]``: a new connector package from the template, green under the contract kit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from hub.config import ConfigError, Settings, load_settings
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(getattr(args, "config", None))
+
+
+def _load_states(settings: Settings) -> dict[str, Any]:
+    from connectors.sdk.state import KafkaStateStore
+
+    store = KafkaStateStore(None, settings.kafka, settings.topics.connector_state, timeout_s=10)
+    return dict(asyncio.run(store.load_all()))
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from connectors.sdk.errors import scrub_url
+    from connectors.sdk.registry import entry_points, load_entry_point
+
+    settings = _settings(args)
+    print("Connector types (entry-point group dvc_hub.connectors):")
+    for name, ep in sorted(entry_points().items()):
+        try:
+            cls = load_entry_point(ep)
+            print(f"  {name:<16} {ep.value}  {cls.title}")
+        except ConfigError as exc:
+            print(f"  {name:<16} {ep.value}  BROKEN: {exc}")
+    states: dict[str, Any] = {}
+    note = ""
+    if not args.no_state:
+        try:
+            states = _load_states(settings)
+        except Exception as exc:  # noqa: BLE001 - listing must work without a broker
+            note = f" (state unavailable: {type(exc).__name__}; is the broker up? dvc-hub broker status)"
+    print(f"Instances ({len(settings.connectors)}){note}:")
+    for inst in settings.connectors:
+        state = states.get(inst.name)
+        cursor = json.dumps(state.cursors, ensure_ascii=False) if state else "-"
+        last = state.last_success.isoformat(timespec="seconds") if state and state.last_success else "-"
+        flag = "" if inst.enabled else " (disabled)"
+        print(f"  {inst.name:<16} {inst.type:<8} {scrub_url(inst.base_url)}{flag}  last_success={last}  "
+              f"cursor={cursor}")
+    return 0
+
+
+_HUMAN = {
+    "ok": "connected: the source answered and accepted the credentials",
+    "cannot_connect": "cannot reach the source or it keeps failing; check base_url, the network and the source",
+    "invalid_auth": "the source refused the credentials; check the auth block (secrets come from the environment)",
+    "unknown": "the source answered something unexpected; see the detail and the logs",
+}
+
+
+async def _check(settings: Settings, name: str) -> tuple[str, str]:
+    from connectors.sdk.errors import ConnectorError
+    from connectors.sdk.registry import load_connector
+
+    instance = settings.connector(name)
+    cls = load_connector(instance.type)
+    async with httpx.AsyncClient() as http:
+        connector = cls.from_instance(instance, http)
+        try:
+            await connector.check()
+        except ConnectorError as exc:
+            return exc.key, str(exc)
+        except Exception as exc:  # noqa: BLE001 - check must answer with a key, whatever happened
+            return "unknown", type(exc).__name__
+    return "ok", ""
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from hub.privacy import redact_text
+
+    key, detail = asyncio.run(_check(_settings(args), args.name))
+    print(key)
+    print(_HUMAN[key] + (f" ({redact_text(detail)})" if detail else ""))
+    return 0 if key == "ok" else 1
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from connectors.sdk.runner import ConnectorRunner, selected_instances
+    from hub.kafka import ensure_topics, hub_topics
+
+    settings = _settings(args)
+    instances = selected_instances(settings, args.names)
+    if not instances:
+        print("no enabled connector instance in the configuration; nothing to run", file=sys.stderr)
+        return 2
+    t = settings.topics
+    wanted = {t.raw_motcua, t.raw_qlvb, t.raw_portal, t.raw_catalogue, t.dead_letter, t.connector_state}
+    ensure_topics(settings.kafka, [nt for nt in hub_topics(settings) if nt.name in wanted])
+    runner = ConnectorRunner(settings, instances)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, stop.set)
+        await runner.run(stop)
+
+    asyncio.run(main())
+    return 0
+
+
+def _cmd_state(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    settings.connector(args.name)
+    state = _load_states(settings).get(args.name)
+    if state is None:
+        print(f"no saved state for {args.name}: it has not run yet (or its state was deleted)")
+        return 1
+    print(state.model_dump_json(indent=2))
+    return 0
+
+
+def _cmd_reset(args: argparse.Namespace) -> int:
+    from connectors.sdk.registry import load_connector
+    from connectors.sdk.state import ConnectorState, KafkaStateStore
+    from hub.kafka import producer
+
+    settings = _settings(args)
+    instance = settings.connector(args.name)
+    cls = load_connector(instance.type)
+    connector = cls.from_instance(instance, httpx.AsyncClient())  # no request is made
+    streams = [s for s in connector.stream_objects if s.incremental]
+    stream = connector.stream(args.stream) if args.stream else streams[0]
+    try:
+        cursor = stream.parse_cursor(args.to)
+    except (ValueError, TypeError) as exc:
+        print(f"dvc-hub: cannot read cursor {args.to!r} for stream {stream.name}: {exc}", file=sys.stderr)
+        return 2
+    current = _load_states(settings).get(args.name) or ConnectorState(instance=instance.name, type=instance.type)
+    current.cursors[stream.name] = cursor
+    current.written_by = "reset"
+    p = producer(settings.kafka, "connectors-reset")
+    try:
+        asyncio.run(KafkaStateStore(p, settings.kafka, settings.topics.connector_state).save(current))
+    finally:
+        p.close(10)
+    print(f"{args.name}: stream {stream.name} cursor set to {json.dumps(cursor, ensure_ascii=False)}")
+    print("restart the runner for it to take effect (a running runner would overwrite it)")
+    return 0
+
+
+def _cmd_new(args: argparse.Namespace) -> int:
+    from connectors.sdk.scaffold import render
+
+    try:
+        root = render(args.name, Path(args.dir))
+    except (ValueError, FileExistsError) as exc:
+        print(f"dvc-hub: {exc}", file=sys.stderr)
+        return 2
+    print(f"created {root}")
+    print(f"next: cd {root} && pytest   (then pip install -e . and add an instance with type = {args.name!r})")
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    """Add ``dvc-hub connectors ...``."""
+    parser = subparsers.add_parser("connectors", help="list, check, run and scaffold source connectors",
+                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="connectors_command", metavar="ACTION", required=True)
+
+    p = sub.add_parser("list", help="connector types, instances and their state")
+    p.add_argument("--no-state", action="store_true", help="do not read the state topic (no broker needed)")
+    p.set_defaults(func=_cmd_list)
+
+    p = sub.add_parser("check", help="connect to one instance for real; prints ok/cannot_connect/invalid_auth/unknown")
+    p.add_argument("name", help="instance name, e.g. motcua-14767")
+    p.set_defaults(func=_cmd_check)
+
+    p = sub.add_parser("run", help="run connector instances (all enabled ones by default)")
+    p.add_argument("names", nargs="*", metavar="NAME", help="instance names (default: every enabled instance)")
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("state", help="an instance's saved cursors and last success")
+    p.add_argument("name")
+    p.set_defaults(func=_cmd_state)
+
+    p = sub.add_parser("reset", help="write a new cursor for an instance (stop the runner first)")
+    p.add_argument("name")
+    p.add_argument("--to", required=True, metavar="CURSOR",
+                   help="motcua: yyyyMMddHHmmss[,MaHoSo]; qlvb: event id; portal: ISO-8601 time; or JSON")
+    p.add_argument("--stream", help="stream name (default: the first incremental stream)")
+    p.set_defaults(func=_cmd_reset)
+
+    p = sub.add_parser("new", help="scaffold a new connector package that passes the contract kit")
+    p.add_argument("name", help="lowercase identifier, e.g. acme_motcua (also the connector type)")
+    p.add_argument("--dir", default=".", help="where to create the package folder (default: .)")
+    p.set_defaults(func=_cmd_new)
