@@ -1,0 +1,156 @@
+"""``dvc-hub push``: run the portal sync, or see how far behind it is.
+
+Examples::
+
+    dvc-hub push run          # the service (dvc-hub up starts it for you)
+    dvc-hub push status       # backlog per kind, oldest unpushed age, breaker state, last errors
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import urllib.request
+from datetime import UTC, datetime
+from typing import Any
+
+from kafka import TopicPartition
+
+from hub.config import Settings, load_settings
+from hub.kafka import consumer, ensure_topics, hub_topics
+from hub.sync.outbox import DossierState, parse_state
+from hub.sync.service import SyncService
+
+__all__ = ["backlog", "register"]
+
+log = logging.getLogger(__name__)
+BREAKER_NAMES = {0: "closed", 1: "half-open", 2: "open"}
+
+
+def _run(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    if not settings.portal.enabled:
+        print("dvc-hub: portal sync is disabled (portal.enabled = false); nothing to do")
+        return 0
+    ensure_topics(settings.kafka, hub_topics(settings))
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, stop.set)
+        await SyncService(settings).run(stop)
+
+    asyncio.run(main())
+    return 0
+
+
+def backlog(settings: Settings, group_id: str, scan_limit: int = 20_000) -> dict[str, Any]:
+    """Unpushed outbox items (after the group's committed offsets): count and oldest age per kind."""
+    c = consumer(settings.kafka, "push-status", group_id=None)
+    try:
+        topic = settings.topics.outbox
+        parts = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or ())]
+        if not parts:
+            return {"error": f"topic {topic} does not exist yet"}
+        committed_c = consumer(settings.kafka, "push-status-offsets", group_id=group_id)
+        try:
+            committed = {tp: committed_c.committed(tp) or 0 for tp in parts}
+        finally:
+            committed_c.close()
+        end = c.end_offsets(parts)
+        kinds: dict[str, dict[str, Any]] = {k: {"count": 0, "oldest": None} for k in ("dossier", "stats")}
+        c.assign(parts)
+        for tp in parts:
+            c.seek(tp, committed[tp])
+        scanned = 0
+        while scanned < scan_limit and any(c.position(tp) < end[tp] for tp in parts):
+            for records in c.poll(timeout_ms=1000).values():
+                for record in records:
+                    scanned += 1
+                    try:
+                        item = json.loads(record.value)
+                        kind = "stats" if item.get("type") == "stats" else "dossier"
+                        created = datetime.fromisoformat(item["created_at"])
+                    except (TypeError, ValueError, KeyError, AttributeError):
+                        continue
+                    entry = kinds[kind]
+                    entry["count"] += 1
+                    if created.tzinfo is None:
+                        created = created.replace(tzinfo=UTC)
+                    if entry["oldest"] is None or created < entry["oldest"]:
+                        entry["oldest"] = created
+        total = sum(end[tp] - committed[tp] for tp in parts)
+        now = datetime.now(UTC)
+        return {
+            "unpushed_records": total,
+            "scanned": scanned,
+            "kinds": {k: {"count": v["count"],
+                          "oldest_age_s": round((now - v["oldest"]).total_seconds(), 1) if v["oldest"] else 0.0}
+                      for k, v in kinds.items()},
+        }
+    finally:
+        c.close()
+
+
+def _metrics(settings: Settings) -> dict[str, float] | None:
+    host = settings.portal_sync.host
+    url = f"http://{host}:{settings.portal_sync.port}/metrics"
+    try:
+        with urllib.request.urlopen(url, timeout=3) as response:
+            text = response.read().decode()
+    except OSError:
+        return None
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("dvchub_portal_") and " " in line:
+            name, _, value = line.rpartition(" ")
+            with contextlib.suppress(ValueError):
+                out[name] = float(value)
+    return out
+
+
+def _status(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    from hub.commands.dlq import read_topic
+
+    group = f"{settings.kafka.client_id_prefix}-portal-sync"
+    report = backlog(settings, group)
+    print(f"outbox backlog: {report.get('unpushed_records', '?')} records")
+    for kind, entry in report.get("kinds", {}).items():
+        print(f"  {kind:<8} {entry['count']:>7} unpushed, oldest {entry['oldest_age_s']:.0f} s")
+    metrics = _metrics(settings)
+    if metrics is None:
+        print("breaker: unknown (the sync service's /metrics is not reachable; is `dvc-hub push run` running?)")
+    else:
+        state = int(metrics.get("dvchub_portal_breaker_state", 0))
+        print(f"breaker: {BREAKER_NAMES.get(state, state)}")
+        retries = {k: v for k, v in metrics.items() if k.startswith("dvchub_portal_retries_total")}
+        for name, value in sorted(retries.items()):
+            print(f"  {name} {value:.0f}")
+    rejected: list[DossierState] = []
+    for record in read_topic(settings, settings.topics.sync_state):
+        with contextlib.suppress(ValueError):
+            state_rec = parse_state(record.value or b"")
+            if isinstance(state_rec, DossierState) and state_rec.outcome == "rejected":
+                rejected.append(state_rec)
+    rejected.sort(key=lambda s: s.at)
+    print(f"last errors (refused by the portal, see `dvc-hub dlq list --stage portal_sync`): {len(rejected)}")
+    for s in rejected[-5:]:
+        print(f"  {s.at:%Y-%m-%d %H:%M:%S} {s.ma_ho_so}: {s.detail[:100]}")
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    """Add ``dvc-hub push ...``."""
+    parser = subparsers.add_parser("push", help="push dossiers, progress and statistics to the provincial portal")
+    sub = parser.add_subparsers(dest="push_command", metavar="ACTION", required=True)
+    p = sub.add_parser("run", help="run the portal sync service (until Ctrl-C / SIGTERM)")
+    p.set_defaults(func=_run)
+    p = sub.add_parser("status", help="backlog per kind, oldest unpushed age, breaker state, last errors")
+    p.set_defaults(func=_status)

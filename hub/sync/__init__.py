@@ -1,0 +1,14 @@
+"""Portal sync: push dossiers, progress and statistics back to the provincial portal, exactly once in effect.
+
+The pieces, each in its own module:
+
+- :mod:`hub.sync.auth` — pluggable authentication (OAuth2 client credentials, access-key signing);
+- :mod:`hub.sync.client` — one HTTP exchange with the portal, classified into a typed outcome;
+- :mod:`hub.sync.delivery` — backoff with jitter honouring ``Retry-After``, circuit breaker, rate limit;
+- :mod:`hub.sync.outbox` — outbox records, dedupe, sync state and idempotency keys;
+- :mod:`hub.sync.stats` — builds statistics bodies from the figure partials and writes them to the outbox;
+- :mod:`hub.sync.service` — the consumer-group service (``dvc-hub push run``);
+- :mod:`hub.sync.api` — the read API the portal calls, ``/metrics`` and ``/openapi.json``.
+
+``docs/portal-sync.md`` explains the flow and why the guarantees hold.
+"""
