@@ -158,6 +158,11 @@ PORTAL_RETRIES = MetricSpec(
 PORTAL_BREAKER_STATE = MetricSpec(
     "dvchub_portal_breaker_state", "gauge", "Circuit breaker: 0 closed, 1 half-open, 2 open.", (),
 )
+PORTAL_BREAKER_TRANSITIONS = MetricSpec(
+    "dvchub_portal_breaker_transitions_total", "counter",
+    "Circuit breaker state changes, by the state entered (closed, half_open, open); shows an outage that "
+    "opened and closed the breaker between two scrapes.", ("to",),
+)
 PORTAL_OLDEST_UNPUSHED = MetricSpec(
     "dvchub_portal_oldest_unpushed_age_seconds", "gauge", "Age of the oldest outbox item not yet pushed.",
     ("kind",),
@@ -167,7 +172,7 @@ ALL_METRICS: tuple[MetricSpec, ...] = (
     *DOMAIN_METRICS, AGENT_RECORDS_IN, AGENT_RECORDS_OUT, DEAD_LETTERS, CONSUMER_LAG, PROCESSING_LATENCY,
     STATE_APPLIES, CONNECTOR_POLLS, CONNECTOR_RECORDS, CONNECTOR_ERRORS, CONNECTOR_CURSOR_AGE,
     CONNECTOR_LAST_SUCCESS, CONNECTOR_UP, PORTAL_PUSHES, PORTAL_RETRIES, PORTAL_BREAKER_STATE,
-    PORTAL_OLDEST_UNPUSHED,
+    PORTAL_BREAKER_TRANSITIONS, PORTAL_OLDEST_UNPUSHED,
 )
 
 # Prometheus client stores a counter named ``x_total`` as family ``x``.

@@ -6,11 +6,12 @@ one test process never share counters.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry
 
 from hub.metrics import (
     DEAD_LETTERS,
     PORTAL_BREAKER_STATE,
+    PORTAL_BREAKER_TRANSITIONS,
     PORTAL_OLDEST_UNPUSHED,
     PORTAL_PUSHES,
     PORTAL_RETRIES,
@@ -18,11 +19,7 @@ from hub.metrics import (
     gauge,
 )
 
-__all__ = ["PORTAL_BREAKER_TRANSITIONS", "SyncMetrics"]
-
-#: Not in the shared catalogue (yet): how often the breaker changed state, by the state entered.
-#: A gauge alone cannot show that an outage opened and closed the breaker between two scrapes.
-PORTAL_BREAKER_TRANSITIONS = "dvchub_portal_breaker_transitions"
+__all__ = ["SyncMetrics"]
 
 
 class SyncMetrics:
@@ -35,12 +32,7 @@ class SyncMetrics:
         self.breaker_state = gauge(PORTAL_BREAKER_STATE, self.registry)
         self.oldest_unpushed = gauge(PORTAL_OLDEST_UNPUSHED, self.registry)
         self.dead_letters = counter(DEAD_LETTERS, self.registry)
-        self.breaker_transitions = Counter(
-            PORTAL_BREAKER_TRANSITIONS,
-            "Circuit breaker state changes, by the state entered (closed, half_open, open).",
-            ("to",),
-            registry=self.registry,
-        )
+        self.breaker_transitions = counter(PORTAL_BREAKER_TRANSITIONS, self.registry)
         for kind in ("dossier", "progress", "stats"):
             self.oldest_unpushed.labels(kind=kind).set(0)
 

@@ -288,6 +288,8 @@ class FakeHub:
         self.pushes = m.counter(m.PORTAL_PUSHES, reg)
         self.retries = m.counter(m.PORTAL_RETRIES, reg)
         self.breaker = m.gauge(m.PORTAL_BREAKER_STATE, reg)
+        self.transitions = m.counter(m.PORTAL_BREAKER_TRANSITIONS, reg)
+        self.transitions.labels(to="closed").inc()
         self.oldest = m.gauge(m.PORTAL_OLDEST_UNPUSHED, reg)
         self._tick(first=True)
 
