@@ -118,7 +118,7 @@ PROCESSING_LATENCY = MetricSpec(
 )
 STATE_APPLIES = MetricSpec(
     "dvchub_state_applies_total", "counter",
-    "Events applied to dossier state, by outcome (applied, stale, duplicate).", ("outcome",),
+    "Events applied to dossier state, by outcome (applied, stale, duplicate, replayed).", ("outcome",),
 )
 
 # --------------------------------------------------------------------------- connectors

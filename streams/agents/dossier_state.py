@@ -1,0 +1,184 @@
+"""The dossier-state agent: canonical events -> the ``dossiers`` table, derived figures, the outbox.
+
+For each event on the canonical topic (keyed by ``MaHoSo``; catalogue entries by unit code):
+
+1. read the dossier's state from the ``dossiers`` table (the single source of truth);
+2. ``new = apply(old, event)`` — idempotent: ``None`` when the event is stale or a duplicate;
+3. if something changed: write ``table[MaHoSo] = new`` (faust appends it to the compacted changelog,
+   on the same partition as the event), update the in-memory aggregates with
+   ``apply_change(partition, old_view, new_view)`` and, when the event is a new one-stop snapshot
+   (a :class:`DossierEvent` of a newer version), produce an :class:`schemas.figures.OutboxDossier`
+   for the portal sync keyed by ``MaHoSo``. Document and portal events change the counted facts
+   (electronic result, online payment) but not what the one-stop system says, so they produce no
+   outbox item (and the compact state could not rebuild the national record from them anyway).
+
+Each table value is ``{"p": partition, "o": offset, "s": state}``:
+
+* ``p`` lets :meth:`streams.app.HubRuntime.rebuild` group the table by partition (the memory
+  store mixes standby and former partitions into one dict);
+* ``o`` is the canonical-topic offset of the event that last changed the dossier. An event that
+  changes nothing *and* sits at or before ``o`` is a replay of work done before a crash (its
+  changelog write reached Kafka, its offset commit did not). Its outbox item may have been lost
+  with the producer's buffer, so the dossier's current item is produced again: the item id is
+  deterministic (``dossier:<MaHoSo>:<version>``), the portal sync absorbs the copy. A genuine
+  duplicate (a connector's re-read) comes later in the topic, with an offset past ``o``, and
+  produces nothing.
+
+Errors never escape: a canonical event that fails to parse or to apply is a dead letter with
+stage ``state`` and the loop continues.
+
+The agent handles one event at a time (``stream.events()``), not batches: faust sends a table
+write to the changelog partition of the *current* event, which a batch would get wrong.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from pydantic import ValidationError
+
+from hub.deadletter import DeadLetter
+from schemas.events import CatalogueEntry, DossierEvent
+from schemas.figures import OutboxDossier
+from streams.domain.state import apply, view
+from streams.normalize import progress_rows, to_national
+from streams.topics import decode_canonical
+
+if TYPE_CHECKING:
+    import faust
+
+    from streams.app import HubRuntime
+
+log = logging.getLogger(__name__)
+
+AGENT = "dossier_state"
+#: Outcomes of ``dvchub_state_applies_total`` (bounded): "replayed" = a change already applied
+#: before a crash, met again because its offset was not committed.
+OUTCOMES = ("applied", "stale", "duplicate", "replayed")
+
+def catalogue_key(partition: int, entry: CatalogueEntry) -> bytes:
+    """Key of a catalogue row in the ``catalogue`` table: one per partition and validity range.
+
+    Entries are broadcast to every partition, so the partition is part of the key: each partition's
+    copy is its own row (and its own changelog record), and rebuilding one partition never depends
+    on another.
+    """
+    return f"{partition}|{entry.unit_code}|{entry.procedure_code}|{entry.valid_from.isoformat()}".encode()
+
+
+def outbox_item(ev: DossierEvent, now: datetime, *, id_number_hash: bool = False) -> OutboxDossier:
+    """The portal-sync item of one one-stop snapshot (deterministic ``item_id``)."""
+    return OutboxDossier(
+        item_id=f"dossier:{ev.ma_ho_so}:{ev.version}", ma_ho_so=ev.ma_ho_so, version=ev.version, created_at=now,
+        dossier=to_national(ev, id_number_hash=id_number_hash), progress=progress_rows(ev),
+    )
+
+
+def _outcome_of_noop(event: Any, old_view: Any) -> str:
+    if isinstance(event, DossierEvent) and old_view is not None:
+        current = getattr(old_view, "version", None)
+        if isinstance(current, int) and event.version < current:
+            return "stale"
+    return "duplicate"
+
+
+async def _apply_catalogue(rt: HubRuntime, entry: CatalogueEntry, partition: int, offset: int) -> None:
+    key = catalogue_key(partition, entry)
+    body = entry.model_dump(mode="json")
+    old = rt.catalogue_table.get(key)
+    if old is not None and orjson.loads(old)["e"] == body:
+        rt.metrics.state_applies.labels(outcome="duplicate").inc()
+        return
+    rt.catalogue_table[key] = orjson.dumps({"p": partition, "o": offset, "e": body})
+    # A changed catalogue makes this worker's partitions stale; the partials timer rebuilds them.
+    rt.catalogue.add(entry)
+    rt.metrics.state_applies.labels(outcome="applied").inc()
+
+
+async def handle(rt: HubRuntime, event: Any) -> None:
+    """Apply one canonical event; never raises."""
+    msg = event.message
+    partition, offset = int(msg.partition), int(msg.offset)
+    rt.metrics.records_in.labels(agent=AGENT).inc()
+    try:
+        ev = decode_canonical(event.value)
+        if isinstance(ev, CatalogueEntry):
+            await _apply_catalogue(rt, ev, partition, offset)
+            return
+        if ev.ma_ho_so is None:
+            return
+        key = ev.ma_ho_so.encode()
+        raw_old = rt.dossiers.get(key)
+        old = orjson.loads(raw_old) if raw_old is not None else None
+        old_state = old["s"] if old is not None else None
+        old_view = view(old_state) if old_state is not None else None
+        new_state = apply(old_state, ev)
+        if new_state is None:
+            if old is not None and offset <= int(old.get("o", -1)):
+                rt.metrics.state_applies.labels(outcome="replayed").inc()
+                if isinstance(ev, DossierEvent) and old_view is not None and old_view.version == ev.version:
+                    await _send_outbox(rt, ev)
+            else:
+                rt.metrics.state_applies.labels(outcome=_outcome_of_noop(ev, old_view)).inc()
+            return
+        rt.dossiers[key] = orjson.dumps({"p": partition, "o": offset, "s": new_state})
+        new_view = view(new_state)
+        changed_units = rt.aggregates.apply_change(partition, old_view, new_view)
+        rt.mark(partition, changed_units)
+        rt.metrics.state_applies.labels(outcome="applied").inc()
+        if isinstance(ev, DossierEvent):  # the one-stop view changed: a new snapshot version
+            await _send_outbox(rt, ev)
+    except ValidationError as exc:
+        await _dead(rt, msg, "schema", "canonical event does not match schemas.events: "
+                    + "; ".join(e["msg"] for e in exc.errors(include_url=False, include_input=False)[:3])
+                    + " (normaliser and state agent disagree on the schema version: redeploy both)")
+    except Exception as exc:
+        log.exception("unexpected error applying a canonical event at partition %s offset %s", partition, offset)
+        await _dead(rt, msg, "unexpected", f"{type(exc).__name__} while applying (a bug: report it with the offset)")
+    finally:
+        ts = getattr(msg, "timestamp", None)
+        if ts:
+            rt.metrics.latency.labels(agent=AGENT).observe(max(0.0, time.time() - ts))
+
+
+async def _send_outbox(rt: HubRuntime, ev: DossierEvent) -> None:
+    item = outbox_item(ev, rt.clock(), id_number_hash=rt.settings.portal.send_id_number)
+    await rt.send(rt.topics.outbox.get_topic_name(), ev.ma_ho_so.encode(), item.model_dump_json().encode())
+    rt.metrics.records_out.labels(agent=AGENT).inc()
+
+
+async def _dead(rt: HubRuntime, msg: Any, reason: str, detail: str) -> None:
+    await rt.dead_letter(DeadLetter.make(
+        stage="state", reason=reason, detail=detail, source="canonical",
+        topic=msg.topic, partition=msg.partition, offset=msg.offset,
+    ))
+
+
+def register(app: faust.App, rt: HubRuntime) -> Any:
+    """Register the state agent and the table-recovery hooks that rebuild the derived figures."""
+
+    async def dossier_state(stream: Any) -> None:
+        async for event in stream.events():
+            await handle(rt, event)
+
+    canonical = rt.topics.canonical.get_topic_name()
+
+    def active_partitions() -> set[int]:
+        return {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == canonical}
+
+    async def on_revoked(*_: Any, **__: Any) -> None:
+        rt.revoke()
+
+    async def on_dossiers_recovered() -> None:
+        # Called by faust after every table is restored from its changelog and before the stream
+        # partitions resume: the only point where tables and figures are known to agree. Rebuilds
+        # the catalogue (from the catalogue table) too.
+        rt.rebuild(active_partitions())
+
+    app.on_partitions_revoked.connect(on_revoked)
+    rt.dossiers.on_recover(on_dossiers_recovered)
+    return app.agent(rt.topics.canonical, name=AGENT, concurrency=1)(dossier_state)

@@ -1,0 +1,140 @@
+"""Normalising agents: raw records -> canonical events on the canonical topic, or dead letters.
+
+One module registers four agents, ``normalize_motcua``, ``normalize_qlvb``, ``normalize_portal``
+and ``normalize_catalogue``, one per raw topic. They are one module rather than four because they
+are the same code: :func:`streams.normalize.normalize` already dispatches on the record's kind and
+source, so four modules would be four copies of this loop. They stay four *agents* so that each
+source has its own consumer position, its own ``agent`` metric label, and a flood of poison on one
+source cannot slow another.
+
+Per record:
+
+* parse the :class:`schemas.raw.RawRecord` envelope (pydantic, from bytes), call ``normalize``;
+* on success produce the canonical event keyed by ``MaHoSo``, so the three sources' views of a
+  dossier meet on one partition of the canonical topic; a catalogue entry (keyed by unit code) is
+  sent to *every* partition, because the counters of each partition need the whole catalogue;
+* on :class:`streams.normalize.Rejected` or *any* exception, send a
+  :class:`hub.deadletter.DeadLetter` (stage ``normalize``) and continue. Nothing escapes the
+  loop: an exception inside a faust agent skips the message (faust issues #604, #527).
+
+Records are taken in batches (``take_events``) for throughput; each record is still handled, and
+can fail, on its own. Acks happen after the batch is handled, and faust flushes the producer
+before committing, so a crash mid-batch replays the batch (at-least-once; the state agent absorbs
+the duplicates).
+
+Example (what a test does)::
+
+    async with agent.test_context() as agent_ctx:
+        await agent_ctx.put(key=b"k", value=raw_record_json)
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+
+from hub.deadletter import DeadLetter
+from schemas.events import CatalogueEntry
+from schemas.raw import RawRecord
+from streams.normalize import Rejected, normalize
+from streams.topics import encode_canonical
+
+if TYPE_CHECKING:
+    import faust
+
+    from streams.app import HubRuntime
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE = 500
+BATCH_WITHIN_S = 0.05
+#: A raw record larger than this is refused before parsing (connectors cap pages well below it).
+MAX_RECORD_BYTES = 1_000_000
+
+
+def _validation_reason(exc: ValidationError) -> str:
+    types = {e["type"] for e in exc.errors(include_url=False, include_input=False)}
+    if types & {"json_invalid", "json_type"}:
+        return "invalid_json"
+    return "schema"
+
+
+def _validation_detail(exc: ValidationError) -> str:
+    # Never str(exc): pydantic quotes the offending input, which may be personal data.
+    parts = [
+        f"{'.'.join(str(p) for p in e['loc']) or '(record)'}: {e['msg']}"
+        for e in exc.errors(include_url=False, include_input=False)[:5]
+    ]
+    return "record does not match the RawRecord/canonical schema: " + "; ".join(parts) + \
+        " (fix the connector's mapping, then replay the raw topic)"
+
+
+async def handle(rt: HubRuntime, agent: str, source_topic: str, event: Any) -> bool:
+    """Normalise one raw record; returns True when a canonical event was produced. Never raises."""
+    msg = event.message
+    value = event.value
+    rt.metrics.records_in.labels(agent=agent).inc()
+    rec: RawRecord | None = None
+    reason, detail = "unexpected", ""
+    try:
+        if value is None:
+            reason, detail = "missing_key", "empty record (tombstone) on a raw topic; connectors never send one"
+        elif len(value) > MAX_RECORD_BYTES:
+            reason, detail = "too_large", f"record of {len(value)} bytes exceeds {MAX_RECORD_BYTES}"
+        else:
+            rec = RawRecord.model_validate_json(value)
+            out = normalize(rec, rt.units)
+            canonical = rt.topics.canonical.get_topic_name()
+            if isinstance(out, CatalogueEntry):
+                # Broadcast: every partition's counters need every unit's catalogue (fees, paper
+                # results), and a unit's dossiers are spread over all partitions.
+                for p in range(rt.settings.kafka.partitions):
+                    await rt.send(canonical, out.unit_code.encode(), encode_canonical(out), partition=p)
+                    rt.metrics.records_out.labels(agent=agent).inc()
+                return True
+            if out.ma_ho_so is None:
+                # A document that belongs to no dossier: nothing the hub counts.
+                return False
+            await rt.send(canonical, out.ma_ho_so.encode(), encode_canonical(out))
+            rt.metrics.records_out.labels(agent=agent).inc()
+            return True
+    except Rejected as exc:
+        reason, detail = exc.reason, exc.detail
+    except ValidationError as exc:
+        reason, detail = _validation_reason(exc), _validation_detail(exc)
+    except Exception as exc:
+        log.exception("unexpected error normalising a record from %s[%s]@%s", source_topic, msg.partition, msg.offset)
+        reason, detail = "unexpected", f"{type(exc).__name__} while normalising (a bug: report it with the offset)"
+    finally:
+        ts = getattr(msg, "timestamp", None)
+        if ts:
+            rt.metrics.latency.labels(agent=agent).observe(max(0.0, time.time() - ts))
+    await rt.dead_letter(
+        DeadLetter.make(
+            stage="normalize", reason=reason, detail=detail,
+            source=rec.source if rec else source_topic.rsplit(".", 1)[-1],
+            topic=source_topic, partition=msg.partition, offset=msg.offset,
+            event_id=rec.event_id if rec else None,
+            payload=rec.model_dump(mode="json") if rec else None,
+            raw=None if rec or value is None else value,
+        )
+    )
+    return False
+
+
+def register(app: faust.App, rt: HubRuntime, source: str) -> Any:
+    """Register the agent ``normalize_<source>`` on the raw topic of ``source``."""
+    topic = rt.topics.raw[source]
+    topic_name = topic.get_topic_name()
+    name = f"normalize_{source}"
+
+    async def normalize_agent(stream: Any) -> None:
+        async for batch in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN_S):
+            for event in batch:
+                await handle(rt, name, topic_name, event)
+
+    # concurrency=1: faust #606 commits past in-flight messages with more.
+    return app.agent(topic, name=name, concurrency=1)(normalize_agent)

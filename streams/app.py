@@ -1,0 +1,421 @@
+"""The Faust application of the hub: topics, tables, agents, timers and web views, built from settings.
+
+:func:`create_app` is the only entry point. It builds a fresh :class:`faust.App` (no module-level
+app, so tests can run several with different settings in one process) and a :class:`HubRuntime`
+that holds everything the agents share: the unit registry, the metrics, and the **derived**
+in-memory :class:`~streams.domain.aggregates.Aggregates`.
+
+Why the counts cannot double on a crash (the whole argument; ``docs/streams.md`` has the long
+form):
+
+1. The ``dossiers`` table is the single source of truth: ``MaHoSo -> state`` where state is
+   what :func:`streams.domain.state.apply` made of every event seen, and ``apply`` is idempotent
+   (an event of an older or equal version changes nothing and returns ``None``).
+2. The figures are never persisted. On every partition assignment, *after* faust has restored the
+   table from its changelog, the aggregates of each active partition are rebuilt from the table
+   (:meth:`HubRuntime.rebuild`). So whatever a SIGKILL interrupted — a changelog write that
+   reached Kafka before the offset commit, or one that did not — the replayed events meet the
+   table as Kafka has it, and the figures are recomputed from that table.
+3. ``processing_guarantee="at_least_once"``, ``producer_acks=-1`` (all in-sync replicas) and
+   faust flushes the producer before every offset commit, so no processed event is lost either.
+
+Example (no broker needed to build it)::
+
+    >>> from hub.config import Settings
+    >>> app = create_app(Settings())
+    >>> sorted(a for a in app.agents)[:2]
+    ['dossier_state', 'normalize_catalogue']
+    >>> runtime_of(app).settings.worker.app_id
+    'dvc-hub'
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import faust
+import orjson
+from prometheus_client import CollectorRegistry
+
+from hub.config import Settings
+from hub.deadletter import DeadLetter
+from schemas.units import UnitRegistry, default_registry
+from streams.collector import DomainCollector, PipelineMetrics
+from streams.domain.aggregates import Aggregates, Catalogue
+from streams.domain.state import view
+from streams.topics import HubTopics, declare_tables, declare_topics
+
+log = logging.getLogger(__name__)
+
+LOCAL_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
+
+#: How often changed partials are published, and how often all of them are (bounds the staleness
+#: a partition's former owner could leave behind after a rebalance).
+PARTIALS_INTERVAL_S = 1.0
+PARTIALS_FULL_REFRESH_S = 30.0
+LAG_INTERVAL_S = 2.0
+COMMIT_INTERVAL_S = 1.0
+#: A SIGKILLed worker stays in the group until its session expires, and the restarted one waits
+#: for that rebalance: faust's 60 s default would stall the hub for a minute after every crash.
+SESSION_TIMEOUT_S = 10.0
+HEARTBEAT_INTERVAL_S = 2.0
+
+#: (topic name, key, value, headers) -> delivered to the producer's buffer.
+Sink = Callable[[str, bytes | None, bytes, list[tuple[str, bytes]] | None, int | None], Awaitable[None]]
+
+
+def local_now() -> datetime:
+    """Now, aware, in the city's time zone (domain.md: all local times are Asia/Ho_Chi_Minh)."""
+    return datetime.now(LOCAL_TZ)
+
+
+def _registry(settings: Settings) -> UnitRegistry:
+    return UnitRegistry.load(settings.unit_registry) if settings.unit_registry else default_registry()
+
+
+class HubRuntime:
+    """Everything the agents, timers and views of one app share.
+
+    The aggregates are derived from the ``dossiers`` table (see the module docstring); the
+    ``catalogue`` likewise from the ``catalogue`` table. Both are rebuilt on every recovery.
+    """
+
+    def __init__(self, app: faust.App, settings: Settings, topics: HubTopics, dossiers: Any, catalogue: Any) -> None:
+        self.app = app
+        self.settings = settings
+        self.topics = topics
+        self.dossiers = dossiers
+        self.catalogue_table = catalogue
+        self.units = _registry(settings)
+        self.catalogue = Catalogue()
+        self.aggregates = Aggregates(self.units, self.catalogue)
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.metrics = PipelineMetrics(self.registry)
+        self.registry.register(DomainCollector(self, local_now))
+        self.clock: Callable[[], datetime] = local_now
+        #: Canonical-topic partitions this worker owns and has rebuilt.
+        self.active: set[int] = set()
+        #: False between a revocation and the rebuild after recovery: nothing is published then.
+        self.ready = False
+        self.dirty: set[tuple[int, str]] = set()
+        self.units_by_partition: dict[int, set[str]] = {}
+        self._lag: dict[str, int] = {}
+        self.lag_known = False
+        self._last_full_publish = 0.0
+        self.sink: Sink = self._send_via_faust
+        self._topic_by_name: dict[str, Any] = {
+            t.get_topic_name(): t
+            for t in (*topics.raw.values(), topics.canonical, topics.dead_letter, topics.partials, topics.outbox)
+        }
+
+    # ------------------------------------------------------------------ sending
+
+    async def _send_via_faust(
+        self, topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]] | None,
+        partition: int | None,
+    ) -> None:
+        # Buffered send: faust flushes the producer before each offset commit (at-least-once).
+        await self._topic_by_name[topic].send(key=key, value=value, headers=headers, partition=partition)
+
+    async def send(
+        self, topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]] | None = None,
+        partition: int | None = None,
+    ) -> None:
+        """Produce one record through the configured sink (faust's producer; a list in tests)."""
+        await self.sink(topic, key, value, headers, partition)
+
+    async def dead_letter(self, letter: DeadLetter) -> None:
+        """Send a dead letter and count it; never raises (a failing DLQ must not stop the stream)."""
+        self.metrics.dead_letters.labels(stage=letter.stage, reason=letter.reason).inc()
+        try:
+            await self.send(self.topics.dead_letter.get_topic_name(), letter.key(), letter.value(), letter.headers())
+        except Exception:
+            log.exception("could not send a dead letter (stage=%s reason=%s)", letter.stage, letter.reason)
+
+    # ------------------------------------------------------------------ derived state
+
+    def mark(self, partition: int, units: Iterable[str]) -> None:
+        """Remember that these units' figures in ``partition`` changed (published by the timer)."""
+        known = self.units_by_partition.setdefault(partition, set())
+        for unit in units:
+            known.add(unit)
+            self.dirty.add((partition, unit))
+
+    def revoke(self) -> None:
+        """A rebalance started: stop publishing until the rebuild after recovery."""
+        self.ready = False
+
+    def rebuild(self, active: set[int]) -> None:
+        """Recompute the catalogue and the aggregates of every active partition from the tables."""
+        started = time.monotonic()
+        for p in self.active - active:
+            self.aggregates.drop_partition(p)
+            self.units_by_partition.pop(p, None)
+        self.active = set(active)
+        self.rebuild_catalogue()
+        self._rebuild_partitions(self.active)
+        self.ready = True
+        self._last_full_publish = 0.0  # publish every key of the rebuilt partitions now
+        log.info(
+            "rebuilt aggregates of partitions %s (%d dossiers, %d catalogue changes) in %.2fs",
+            sorted(active), self.aggregates.dossier_count(), self.catalogue.version, time.monotonic() - started,
+        )
+
+    def _rebuild_partitions(self, partitions: set[int]) -> None:
+        views: dict[int, list[Any]] = {p: [] for p in partitions}
+        for raw in self.dossiers.values():
+            if raw is None:
+                continue
+            rec = orjson.loads(raw)
+            bucket = views.get(rec["p"])
+            if bucket is None:  # a standby or formerly owned partition kept by the store
+                continue
+            v = view(rec["s"])
+            if v is not None:
+                bucket.append(v)
+        for p, vs in views.items():
+            self.aggregates.rebuild(p, vs)
+            self.mark(p, {str(v.unit_code) for v in vs} | self.units_by_partition.get(p, set()))
+
+    def rebuild_catalogue(self) -> None:
+        """The catalogue, from the ``catalogue`` table rows of the active partitions.
+
+        Catalogue entries are broadcast to every partition of the canonical topic (see
+        :mod:`streams.agents.normalizer`), so each partition holds the whole catalogue.
+        """
+        from schemas.events import CatalogueEntry
+
+        cat = Catalogue()
+        for raw in self.catalogue_table.values():
+            if raw is None:
+                continue
+            rec = orjson.loads(raw)
+            if rec["p"] in self.active:
+                cat.add(CatalogueEntry.model_validate(rec["e"]))
+        self.catalogue = cat
+        self.aggregates.set_catalogue(cat)
+
+    def refresh_stale(self) -> None:
+        """Rebuild the partitions whose figures predate a catalogue change (fee, paper result, level).
+
+        Called before figures are read or published rather than on every catalogue entry, so a
+        catalogue load of thousands of rows costs a few rebuilds, not thousands.
+        """
+        stale = set(self.aggregates.stale_partitions()) & self.active
+        if stale and self.ready:
+            self._rebuild_partitions(stale)
+
+    # ------------------------------------------------------------------ live views (collector, web)
+
+    def domain_samples(self, now: datetime) -> Iterable[Any]:
+        """Domain gauges of this worker's partitions (``dvchub_state_dossiers`` included)."""
+        self.refresh_stale()
+        return list(self.aggregates.prometheus_samples(now))
+
+    def state_dossiers(self) -> int:
+        """Dossiers (with a one-stop view) in this worker's active partitions."""
+        return self.aggregates.dossier_count()
+
+    def lag(self) -> Mapping[str, int]:
+        """Consumer lag per source topic for this app's group (refreshed every few seconds)."""
+        return dict(self._lag)
+
+    @property
+    def group(self) -> str:
+        """The consumer group: faust uses the app id."""
+        return str(self.app.conf.id)
+
+    def status(self) -> dict[str, Any]:
+        """``GET /api/v1/status``."""
+        m = self.metrics
+        agents = sorted(self.app.agents)
+        records_in = {a: int(m.value("dvchub_agent_records_in_total", agent=a)) for a in agents}
+        return {
+            "app_id": self.group,
+            "ready": self.ready,
+            "partitions": sorted(self.active),
+            "records_in": records_in,
+            "records_processed": sum(records_in.values()),
+            "dossiers": self.state_dossiers(),
+            "lag": self.lag(),
+            "lag_known": self.lag_known,
+            "caught_up": self.ready and self.lag_known and all(v == 0 for v in self._lag.values()),
+            "partials_pending": len(self.dirty),
+        }
+
+    # ------------------------------------------------------------------ timers
+
+    async def publish_partials(self, *, full: bool = False) -> int:
+        """Publish the :class:`UnitFigures` of every changed (partition, unit); all of them when ``full``."""
+        if not self.ready:
+            return 0
+        self.refresh_stale()
+        if full or time.monotonic() - self._last_full_publish >= PARTIALS_FULL_REFRESH_S:
+            self._last_full_publish = time.monotonic()
+            keys = {(p, u) for p in self.active for u in self.units_by_partition.get(p, set())}
+            keys |= {(p, u) for p in self.active for u in self.aggregates.units(p)}
+            self.dirty.clear()
+        else:
+            keys, self.dirty = self.dirty, set()
+        now = self.clock()
+        topic = self.topics.partials.get_topic_name()
+        sent = 0
+        for p, unit in sorted(keys):
+            if p not in self.active:
+                continue
+            fig = self.aggregates.unit_figures(p, unit, now)
+            await self.send(topic, fig.key(), fig.model_dump_json().encode())
+            sent += 1
+        return sent
+
+    async def refresh_lag(self) -> None:
+        """Group lag per source topic (end offset − committed offset), measured with kafka-python."""
+        try:
+            self._lag = await asyncio.to_thread(self._measure_lag)
+            self.lag_known = True
+        except Exception as exc:  # noqa: BLE001 — the broker may be briefly away; keep the last figures
+            log.warning("could not measure consumer lag: %s", exc)
+
+    _lag_clients: tuple[Any, Any] | None = None
+
+    def _measure_lag(self) -> dict[str, int]:
+        from kafka import TopicPartition
+
+        from hub.kafka import admin, consumer
+
+        if self._lag_clients is None:
+            self._lag_clients = (
+                admin(self.settings.kafka, "worker-lag"),
+                consumer(self.settings.kafka, "worker-lag"),
+            )
+        adm, cons = self._lag_clients
+        committed = adm.list_group_offsets({self.group: None}).get(self.group, {})
+        out: dict[str, int] = {}
+        for name in self.topics.source_topic_names():
+            parts = cons.partitions_for_topic(name) or set()
+            tps = [TopicPartition(name, p) for p in sorted(parts)]
+            if not tps:
+                continue
+            ends = cons.end_offsets(tps)
+            begins = cons.beginning_offsets(tps)
+            total = 0
+            for tp in tps:
+                meta = committed.get(tp)
+                done = meta.offset if meta is not None and meta.offset >= 0 else begins[tp]
+                total += max(0, ends[tp] - done)
+            out[name] = total
+        return out
+
+    def close(self) -> None:
+        """Close the lag clients (the faust app closes its own)."""
+        if self._lag_clients is not None:
+            for c in self._lag_clients:
+                try:
+                    c.close()
+                except Exception:  # noqa: BLE001, S112 — best effort at shutdown
+                    continue
+            self._lag_clients = None
+
+
+def _credentials(settings: Settings) -> Any:
+    k = settings.kafka
+    if k.security_protocol.startswith("SASL"):
+        import ssl
+
+        ctx = None
+        if k.security_protocol == "SASL_SSL":
+            ctx = ssl.create_default_context(cafile=str(k.ssl_cafile) if k.ssl_cafile else None)
+            ctx.check_hostname = k.ssl_check_hostname
+        return faust.SASLCredentials(
+            username=k.sasl_username,
+            password=k.sasl_password.get_secret_value() if k.sasl_password else None,
+            mechanism=k.sasl_mechanism,
+            ssl_context=ctx,
+        )
+    if k.security_protocol == "SSL":
+        import ssl
+
+        ctx = ssl.create_default_context(cafile=str(k.ssl_cafile) if k.ssl_cafile else None)
+        ctx.check_hostname = k.ssl_check_hostname
+        if k.ssl_certfile:
+            ctx.load_cert_chain(
+                str(k.ssl_certfile), str(k.ssl_keyfile) if k.ssl_keyfile else None,
+                k.ssl_password.get_secret_value() if k.ssl_password else None,
+            )
+        return faust.SSLCredentials(ctx)
+    return None
+
+
+def _check_store(store: str) -> None:
+    if store.startswith("rocksdb://"):
+        try:
+            import rocksdict  # noqa: F401
+        except ImportError:
+            raise SystemExit(
+                "worker.store = rocksdb:// needs the `rocksdict` package: pip install 'faust-streaming[rocksdict]', "
+                "or use --store memory://"
+            ) from None
+
+
+def create_app(settings: Settings) -> faust.App:
+    """Build the hub's faust app from ``settings`` (see the module docstring)."""
+    w, k = settings.worker, settings.kafka
+    _check_store(w.store)
+    app = faust.App(
+        w.app_id,
+        broker=k.faust_broker_url(),
+        broker_credentials=_credentials(settings),
+        broker_client_id=f"{k.client_id_prefix}-worker",
+        broker_commit_interval=COMMIT_INTERVAL_S,
+        broker_session_timeout=SESSION_TIMEOUT_S,
+        broker_heartbeat_interval=HEARTBEAT_INTERVAL_S,
+        store=w.store,
+        datadir=str(w.data_dir),
+        processing_guarantee=w.processing_guarantee,
+        producer_acks=-1,
+        producer_linger=0.005,  # 5 ms batches: fewer acks=all round trips, no visible latency
+        topic_partitions=k.partitions,
+        topic_replication_factor=k.replication_factor,
+        topic_allow_declare=True,  # only the tables' changelog topics are declared by faust
+        consumer_auto_offset_reset="earliest",
+        web_enabled=True,
+        web_bind=w.web_host,
+        web_host=w.web_host,
+        web_port=w.web_port,
+        # faust would serve raw table contents (personal data adjacent) on /table/: off, and loopback anyway.
+        web_tables_enabled=False,
+        web_router_enabled=False,
+        web_graph_enabled=False,
+        autodiscover=False,
+    )
+    topics = declare_topics(app, settings)
+    dossiers, catalogue = declare_tables(app, settings)
+    rt = HubRuntime(app, settings, topics, dossiers, catalogue)
+    setattr(app, _RUNTIME_ATTR, rt)  # faust.App has no slot for user state
+
+    from streams.agents import dossier_state, normalizer, partials
+    from streams.web import register_views
+
+    for source in topics.raw:
+        normalizer.register(app, rt, source)
+    dossier_state.register(app, rt)
+    partials.register(app, rt)
+    register_views(app, rt)
+    return app
+
+
+_RUNTIME_ATTR = "_dvchub_runtime"
+
+
+def runtime_of(app: faust.App) -> HubRuntime:
+    """The :class:`HubRuntime` that :func:`create_app` attached to ``app``."""
+    rt = getattr(app, _RUNTIME_ATTR, None)
+    if not isinstance(rt, HubRuntime):
+        raise TypeError("this faust app was not built by streams.app.create_app")
+    return rt

@@ -1,0 +1,225 @@
+"""Running real workers against the real broker: settings files, producing input, scraping, waiting."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from hub.config import Settings, load_settings
+from hub.deadletter import DeadLetter
+from hub.kafka import ensure_topics, hub_topics, producer
+from hub.metrics import DOMAIN_METRICS
+from streams.collector import to_families
+from streams.topics import RAW_SOURCES
+
+from .gen import Recount, Scenario
+
+DOMAIN_NAMES = {m.name for m in DOMAIN_METRICS}
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def write_settings(tmp_path: Path, bootstrap: str, partitions: int = 4) -> tuple[Path, Settings]:
+    """A TOML config with unique topic names and app id, so tests never see each other's data."""
+    uid = uuid.uuid4().hex[:8]
+    topics = "\n".join(
+        f'{attr} = "t{uid}.{attr}"'
+        for attr in ("raw_motcua", "raw_qlvb", "raw_portal", "raw_catalogue", "canonical", "dead_letter",
+                     "connector_state", "partials", "outbox", "sync_state", "audit")
+    )
+    path = tmp_path / f"hub-{uid}.toml"
+    path.write_text(
+        f"""
+[kafka]
+bootstrap_servers = "{bootstrap}"
+partitions = {partitions}
+
+[embedded_broker]
+enabled = false
+
+[topics]
+{topics}
+
+[worker]
+app_id = "test-{uid}"
+data_dir = "{(tmp_path / f"worker-{uid}").as_posix()}"
+""",
+        encoding="utf-8",
+    )
+    settings = load_settings(path)
+    ensure_topics(settings.kafka, hub_topics(settings))
+    return path, settings
+
+
+def produce(settings: Settings, records: Iterable[tuple[str, bytes, bytes]], pause_every: int = 0,
+            pause_s: float = 0.0) -> int:
+    prod = producer(settings.kafka, "tests")
+    n = 0
+    try:
+        for source, key, value in records:
+            prod.send(getattr(settings.topics, RAW_SOURCES[source]), key=key, value=value)
+            n += 1
+            if pause_every and n % pause_every == 0:
+                prod.flush()
+                time.sleep(pause_s)
+        prod.flush()
+    finally:
+        prod.close()
+    return n
+
+
+class Worker:
+    """``python -m hub.commands.worker`` as a child process."""
+
+    def __init__(self, config: Path, log_dir: Path, name: str = "w") -> None:
+        self.config = config
+        self.port = free_port()
+        self.log_path = log_dir / f"worker-{name}-{self.port}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    def start(self) -> Worker:
+        self.starts += 1
+        log = self.log_path.open("ab")
+        log.write(f"\n===== start #{self.starts} =====\n".encode())
+        log.flush()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "hub.commands.worker", "--config", str(self.config), "--web-port", str(self.port)],
+            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        log.close()
+        return self
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def get(self, path: str) -> httpx.Response:
+        return httpx.get(f"http://127.0.0.1:{self.port}{path}", timeout=5)
+
+    def status(self) -> dict[str, Any] | None:
+        try:
+            r = self.get("/api/v1/status")
+        except httpx.HTTPError:
+            return None
+        return r.json() if r.status_code == 200 else None
+
+    def metrics_text(self) -> str:
+        return self.get("/metrics").text
+
+    def tail(self, n: int = 60) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+
+def wait_until(pred: Callable[[], Any], timeout: float, what: str, workers: Iterable[Worker] = ()) -> Any:
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = pred()
+        if last:
+            return last
+        time.sleep(0.3)
+    logs = "\n".join(f"--- {w.log_path.name}\n{w.tail()}" for w in workers)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last={last!r}\n{logs}")
+
+
+def caught_up(workers: list[Worker], partitions: int) -> bool:
+    statuses = [w.status() for w in workers]
+    if any(s is None for s in statuses):
+        return False
+    owned: list[int] = [p for s in statuses if s for p in s["partitions"]]
+    return (
+        sorted(owned) == list(range(partitions))
+        and all(s and s["caught_up"] and s["partials_pending"] == 0 for s in statuses)
+    )
+
+
+Sample = tuple[str, frozenset[tuple[str, str]]]
+
+
+def domain_samples_from_text(text: str) -> dict[Sample, float]:
+    out: dict[Sample, float] = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            if s.name in DOMAIN_NAMES:
+                k = (s.name, frozenset(s.labels.items()))
+                out[k] = out.get(k, 0.0) + s.value
+    return out
+
+
+def domain_samples_expected(rc: Recount, now: Any) -> dict[Sample, float]:
+    out: dict[Sample, float] = {}
+    for fam in to_families(rc.aggregates.prometheus_samples(now)):
+        for s in fam.samples:
+            if s.name in DOMAIN_NAMES:
+                k = (s.name, frozenset(s.labels.items()))
+                out[k] = out.get(k, 0.0) + s.value
+    return out
+
+
+def without_zeros(c: dict[Sample, float]) -> dict[Sample, float]:
+    return {k: v for k, v in c.items() if v}
+
+
+def diff(a: dict[Sample, float], b: dict[Sample, float], limit: int = 15) -> str:
+    keys = sorted(set(a) | set(b), key=str)
+    rows = [f"{k[0]}{dict(k[1])}: got {a.get(k)} want {b.get(k)}" for k in keys if a.get(k) != b.get(k)]
+    return f"{len(rows)} differences:\n" + "\n".join(rows[:limit])
+
+
+def dead_letters(settings: Settings, timeout_s: float = 10.0) -> list[DeadLetter]:
+    from kafka import TopicPartition
+
+    from hub.kafka import consumer
+
+    cons = consumer(settings.kafka, "tests-dlq")
+    try:
+        tp = TopicPartition(settings.topics.dead_letter, 0)
+        cons.assign([tp])
+        cons.seek_to_beginning(tp)
+        end = cons.end_offsets([tp])[tp]
+        out: list[DeadLetter] = []
+        deadline = time.monotonic() + timeout_s
+        while cons.position(tp) < end and time.monotonic() < deadline:
+            for recs in cons.poll(timeout_ms=500).values():
+                out.extend(DeadLetter.parse(r.value) for r in recs)
+        return out
+    finally:
+        cons.close()
+
+
+def expected_dead_letters(sc: Scenario) -> Counter[str]:
+    return Counter(sc.poison.values())

@@ -1,0 +1,190 @@
+"""End-to-end: real broker, real worker processes, figures checked against a recount of the input.
+
+Every figure is checked three ways (reliability.md): the worker's /metrics = the partials-based
+report = a recount computed from the generated input with the domain core's pure functions.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections import Counter
+from datetime import datetime
+from typing import Any
+
+import pytest
+
+from hub.commands.report import live_counts, make_report
+from hub.config import Settings
+from schemas.calendar import TZ
+from schemas.figures import merge_counts
+from schemas.units import UnitRegistry
+from streams.domain.report import build_report, render
+
+from .gen import Recount, recount, scenario
+from .harness import (
+    Worker,
+    caught_up,
+    dead_letters,
+    diff,
+    domain_samples_expected,
+    domain_samples_from_text,
+    produce,
+    wait_until,
+    without_zeros,
+    write_settings,
+)
+
+pytestmark = pytest.mark.e2e
+
+PARTITIONS = 4
+
+
+def expected_partials(rc: Recount, now: datetime) -> dict[str, Counter[str]]:
+    parts = [rc.aggregates.unit_figures(0, u, now) for u in rc.aggregates.units(0)]
+    return {u: +c for u, c in merge_counts(parts).items() if +c}
+
+
+def live_partials(settings: Settings) -> dict[str, Counter[str]]:
+    return {u: +c for u, c in live_counts(settings).items() if +c}
+
+
+def check_figures(settings, workers, rc, sc, *, exact_dead_letters: bool) -> None:
+    """/metrics summed over workers, the partials topic and the report all equal the recount."""
+    now = datetime.now(TZ)
+    want = without_zeros(domain_samples_expected(rc, now))
+    got_text = [w.metrics_text() for w in workers]
+    got: dict[Any, float] = {}
+    for t in got_text:
+        for k, v in domain_samples_from_text(t).items():
+            got[k] = got.get(k, 0.0) + v
+    assert without_zeros(got) == want, diff(without_zeros(got), want)
+
+    want_counts = expected_partials(rc, now)
+    try:
+        wait_until(lambda: live_partials(settings) == want_counts, 20, "partials equal to the recount")
+    except AssertionError:
+        got_counts = live_partials(settings)
+        empty: Counter[str] = Counter()
+        rows = [
+            f"{u} {k}: got {got_counts.get(u, empty)[k]} want {want_counts.get(u, empty)[k]}"
+            for u in sorted(set(got_counts) | set(want_counts))
+            for k in sorted(set(got_counts.get(u, empty)) | set(want_counts.get(u, empty)))
+            if got_counts.get(u, empty)[k] != want_counts.get(u, empty)[k]
+        ]
+        raise AssertionError(
+            f"partials differ from the recount in {len(rows)} keys:\n" + "\n".join(rows[:20])
+        ) from None
+
+    live = json.loads(render(make_report(settings, "2021-Q1", None), "json"))
+    merged = merge_counts([rc.aggregates.unit_figures(0, u, now) for u in rc.aggregates.units(0)])
+    ref = json.loads(render(
+        build_report(merged, rc.catalogue, _registry(), "2021-Q1", None, settings.targets, settings.kpi), "json"
+    ))
+    assert _strip_times(live) == _strip_times(ref)
+
+    dls = dead_letters(settings)
+    by_origin = {(d.topic, d.partition, d.offset): d.reason for d in dls}
+    assert all(d.stage == "normalize" for d in dls)
+    assert Counter(by_origin.values()) == Counter(sc.poison.values())
+    if exact_dead_letters:
+        assert len(dls) == len(sc.poison)
+
+
+def _registry() -> UnitRegistry:
+    from schemas.units import default_registry
+
+    return default_registry()
+
+
+def _strip_times(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _strip_times(v) for k, v in obj.items() if k not in ("generated_at", "thoi_diem_tong_hop")}
+    if isinstance(obj, list):
+        return [_strip_times(v) for v in obj]
+    return obj
+
+
+@pytest.fixture
+def hub(tmp_path, kafka_broker):
+    config, settings = write_settings(tmp_path, kafka_broker.bootstrap, PARTITIONS)
+    workers: list[Worker] = []
+
+    def spawn(name: str = "w") -> Worker:
+        w = Worker(config, tmp_path, name).start()
+        workers.append(w)
+        return w
+
+    yield settings, spawn
+    for w in workers:
+        w.stop()
+
+
+def test_worker_counts_equal_the_recount(hub):
+    settings, spawn = hub
+    sc = scenario(n_dossiers=120, seed=1)
+    rc = recount(sc)
+    assert rc.rejected == Counter(sc.poison.values())
+    produce(settings, sc.records)
+    w = spawn()
+    wait_until(lambda: caught_up([w], PARTITIONS), 90, "the worker to catch up", [w])
+    status = w.status()
+    assert status is not None
+    assert status["records_in"]["normalize_motcua"] == sum(1 for s, _, _ in sc.records if s == "motcua")
+    text = w.metrics_text()
+    assert f"dvchub_state_dossiers {float(rc.dossiers)}" in text
+    for reason, n in Counter(sc.poison.values()).items():
+        assert f'dvchub_dead_letters_total{{reason="{reason}",stage="normalize"}} {float(n)}' in text
+    check_figures(settings, [w], rc, sc, exact_dead_letters=True)
+
+
+def test_sigkill_several_times_mid_run_counts_stay_exact(hub):
+    """The acceptance test: SIGKILL the worker ≥3 times mid-run; afterwards every counter = the recount."""
+    settings, spawn = hub
+    sc = scenario(n_dossiers=600, seed=2)
+    rc = recount(sc)
+    rng = random.Random(5)
+    started = time.monotonic()
+    w = spawn()
+    # Five waves of input; after each of the first four, SIGKILL the worker while it processes it.
+    waves = [sc.records[i::5] for i in range(5)]
+    kills = 0
+    interrupted = []
+    for wave in waves[:-1]:
+        wait_until(lambda: (s := w.status()) is not None and s["ready"], 60, "worker ready", [w])
+        before = w.status()["records_processed"]
+        produce(settings, wave)
+        # Kill as soon as the worker is inside the wave (plus a random delay): mid-batch, between
+        # changelog writes and offset commits.
+        def inside_wave(b: int = before) -> bool:
+            st = w.status()
+            return st is not None and st["records_processed"] > b
+
+        wait_until(inside_wave, 30, "processing to start", [w])
+        time.sleep(rng.uniform(0.0, 0.3))
+        at = w.status()["records_processed"] - before
+        w.kill()
+        interrupted.append((at, len(wave)))
+        kills += 1
+        w.start()
+    produce(settings, waves[-1])
+    wait_until(lambda: caught_up([w], PARTITIONS), 120, "the worker to catch up after the kills", [w])
+    check_figures(settings, [w], rc, sc, exact_dead_letters=False)
+    print(f"crash test: {kills} SIGKILLs at (records processed, wave size) {interrupted}, "
+          f"{len(sc.records)} records, {time.monotonic() - started:.1f}s")
+
+
+def test_two_workers_share_the_partitions(hub):
+    settings, spawn = hub
+    sc = scenario(n_dossiers=200, seed=3)
+    rc = recount(sc)
+    produce(settings, sc.records)
+    a, b = spawn("a"), spawn("b")
+    wait_until(lambda: caught_up([a, b], PARTITIONS), 120, "two workers to share and catch up", [a, b])
+    sa, sb = a.status(), b.status()
+    assert sa
+    assert sb
+    assert sa["partitions"], sa  # both workers got a share
+    assert sb["partitions"], sb
+    check_figures(settings, [a, b], rc, sc, exact_dead_letters=True)
