@@ -326,7 +326,8 @@ def _up(args: argparse.Namespace) -> int:
         if prometheus is not None:
             lines["prometheus"] = f"http://127.0.0.1:{PROMETHEUS_PORT}"
         lines["simulators"] = (
-            f"one-stop {sims.server.motcua_url}/donvi/<unit>, QLVB {sims.server.qlvb_url}, portal {sims.server.portal_url}"
+            f"one-stop {sims.server.motcua_url}/donvi/<unit>, QLVB {sims.server.qlvb_url}, "
+            f"portal {sims.server.portal_url}"
         )
         lines["logs"] = str(logs)
         lines["status"] = "dvc-hub status"
