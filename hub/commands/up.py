@@ -176,6 +176,9 @@ class Simulators:
         self.server = SimulatorServer(
             self.world, units=units, motcua_faults=self.faults, qlvb_faults=self.faults, portal_faults=self.faults,
             qlvb_username=qlvb[0], qlvb_password=qlvb[1], portal_clients=clients, seed=seed,
+            # A scenario replays history at high speed on the sources' clock; the portal's own
+            # server clock (token expiry, idempotency window) keeps real time.
+            portal_clock=SimClock.live() if scenario else None,
             host=settings.simulators.host, motcua_port=settings.simulators.motcua_port,
             qlvb_port=settings.simulators.qlvb_port, portal_port=settings.simulators.portal_port,
         )

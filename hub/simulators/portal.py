@@ -59,7 +59,7 @@ from hub.simulators._http import (
     setup_sim_app,
     to_nfd,
 )
-from hub.simulators.clock import parse_compact, parse_iso
+from hub.simulators.clock import SimClock, parse_compact, parse_iso
 from hub.simulators.faults import Faults
 from hub.simulators.world import World
 
@@ -103,6 +103,7 @@ class PortalState:
     token_ttl: int
     require_id_number: bool
     rate_limit_per_s: float
+    clock: SimClock | None = None  # the portal's own clock; None = the sources' clock (world.clock)
     tokens: dict[str, _Token] = field(default_factory=dict)
     authenticated_requests: int = 0
     windows: dict[str, deque[float]] = field(default_factory=dict)
@@ -116,6 +117,11 @@ class PortalState:
 
 
 _STATE = web.AppKey("portal_state", PortalState)
+
+
+def _server_now(state: PortalState) -> datetime:
+    assert state.clock is not None  # set by make_portal_app
+    return state.clock.now()
 
 
 # ---------------------------------------------------------------------- envelopes
@@ -166,11 +172,17 @@ def make_portal_app(
     require_id_number: bool = False,
     *,
     rate_limit_per_s: float = 20.0,
+    clock: SimClock | None = None,
 ) -> web.Application:
-    """The provincial portal for OAuth2 ``clients`` (client_id -> client_secret) over ``world``."""
+    """The provincial portal for OAuth2 ``clients`` (client_id -> client_secret) over ``world``.
+
+    ``clock`` is the portal's own server clock for token expiry and the 24 h idempotency window. It
+    defaults to the sources' clock (``world.clock``); a scenario that replays history at high speed
+    passes a live clock, since a portal server's clock does not race through 2020 with the replay.
+    """
     app = web.Application(middlewares=[fault_middleware, _auth_middleware])
     setup_sim_app(app, SimContext("portal", world, faults, _error, _error_body, log_answer_limit=65_536))
-    app[_STATE] = PortalState(dict(clients), token_ttl, require_id_number, rate_limit_per_s)
+    app[_STATE] = PortalState(dict(clients), token_ttl, require_id_number, rate_limit_per_s, clock or world.clock)
     app.router.add_post("/oauth2/token", _token)
     app.router.add_get("/api/v1/hoso-truc-tuyen", _online_items)
     app.router.add_get("/api/v1/thutuc", _catalogue)
@@ -204,7 +216,7 @@ async def _auth_middleware(request: web.Request, handler: Handler) -> web.Stream
     header = request.headers.get(hdrs.AUTHORIZATION, "")
     scheme, _, token = header.partition(" ")
     entry = state.tokens.get(token.strip()) if scheme.lower() == "bearer" else None
-    if entry is not None and ctx.world.clock.now() >= entry.expires_at:
+    if entry is not None and _server_now(state) >= entry.expires_at:
         state.tokens.pop(token.strip(), None)
         entry = None
     if entry is not None:
@@ -243,7 +255,6 @@ def _rate_limit(state: PortalState, client_id: str) -> web.Response | None:
 
 async def _token(request: web.Request) -> web.StreamResponse:
     state = request.app[_STATE]
-    ctx = request.app[SIM_CONTEXT]
     auth = decode_basic_auth(request.headers.get(hdrs.AUTHORIZATION, ""))
     if auth is None:
         return _unauthorised("invalid_client", "Thiếu hoặc sai HTTP Basic client_id:client_secret")
@@ -259,7 +270,7 @@ async def _token(request: web.Request) -> web.StreamResponse:
     if limited is not None:
         return limited
     token = secrets.token_urlsafe(24)
-    state.tokens[token] = _Token(client_id, ctx.world.clock.now() + timedelta(seconds=state.token_ttl))
+    state.tokens[token] = _Token(client_id, _server_now(state) + timedelta(seconds=state.token_ttl))
     return json_response({"access_token": token, "token_type": "Bearer", "expires_in": state.token_ttl})
 
 
@@ -325,7 +336,7 @@ async def _idempotent(
     state = request.app[_STATE]
     raw = await request.read()
     key = request.headers.get("Idempotency-Key")
-    now = ctx.world.clock.now()
+    now = _server_now(state)
     slot = (str(request.get(_CLIENT, "")), key) if key else None
     body_hash = hashlib.sha256(request.method.encode() + request.path.encode() + b"\0" + raw).hexdigest()
     if slot is not None:

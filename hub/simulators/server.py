@@ -70,6 +70,7 @@ class SimulatorServer:
         portal_rate_limit_per_s: float = 20.0,
         seed: int = 0,
         shutdown_timeout: float = 1.0,
+        portal_clock: SimClock | None = None,
     ) -> None:
         self.world = world if world is not None else World(SimClock.live(), seed)
         self.units = dict(units) if units is not None else _default_units()
@@ -85,7 +86,7 @@ class SimulatorServer:
         self.qlvb_app = make_qlvb_app(self.world, self.qlvb_faults, qlvb_username, qlvb_password)
         self.portal_app = make_portal_app(
             self.world, self.portal_faults, self.portal_clients, token_ttl, require_id_number,
-            rate_limit_per_s=portal_rate_limit_per_s,
+            rate_limit_per_s=portal_rate_limit_per_s, clock=portal_clock,
         )
         self._shutdown_timeout = shutdown_timeout
         self._runners: list[web.AppRunner] = []
