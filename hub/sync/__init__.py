@@ -1,8 +1,8 @@
 """Portal sync: push dossiers, progress and statistics back to the provincial portal, exactly once in effect.
 
-The pieces, each in its own module:
+The pieces, each in its own module (authentication is the hub's one auth module,
+:mod:`connectors.sdk.auth`, shared with the portal source connector):
 
-- :mod:`hub.sync.auth` — pluggable authentication (OAuth2 client credentials, access-key signing);
 - :mod:`hub.sync.client` — one HTTP exchange with the portal, classified into a typed outcome;
 - :mod:`hub.sync.delivery` — backoff with jitter honouring ``Retry-After``, circuit breaker, rate limit;
 - :mod:`hub.sync.outbox` — outbox records, dedupe, sync state and idempotency keys;

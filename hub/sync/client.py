@@ -42,8 +42,8 @@ from urllib.parse import quote
 
 import httpx
 
+from connectors.sdk.errors import ConnectorError, SourceUnavailable
 from hub.privacy import redact_text
-from hub.sync.auth import AuthConfigError, TokenUnavailable
 from hub.sync.delivery import RateLimiter
 from hub.sync.errors import PortalError, Rejected, Transient
 
@@ -102,7 +102,8 @@ def _outcome(payload: Any) -> tuple[str | None, str, dict[str, Any]]:
 class PortalClient:
     """The portal's target endpoints over an :class:`httpx.AsyncClient` (base URL set on it).
 
-    ``auth`` is applied to every request (see :mod:`hub.sync.auth`); ``limiter`` spaces requests
+    ``auth`` is applied to every request (an :meth:`connectors.sdk.auth.Authenticator.httpx_auth`:
+    one refresh and one retry after a 401/403); ``limiter`` spaces requests
     (the portal allows about 20 per second per client).
     """
 
@@ -122,8 +123,10 @@ class PortalClient:
         try:
             request = self._http.build_request(method, path, content=content, headers=headers)
             return await self._http.send(request, auth=self._auth or httpx.USE_CLIENT_DEFAULT)
-        except (TokenUnavailable, AuthConfigError) as exc:
-            raise Transient("auth", str(exc)) from None
+        except ConnectorError as exc:
+            # The token endpoint failed (down, rate limited, or refusing the client): nothing was sent.
+            retry_after = exc.retry_after if isinstance(exc, SourceUnavailable) else None
+            raise Transient("auth", str(exc), retry_after=retry_after) from None
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             # Never reached the portal: nothing can have been stored.
             raise Transient("connect", f"portal unreachable ({type(exc).__name__})") from None

@@ -37,10 +37,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 from aiokafka.helpers import create_ssl_context
 
+from connectors.sdk.auth import build_authenticator
 from hub.config import KafkaSettings, Settings
 from hub.deadletter import DeadLetter
 from hub.sync.api import make_api_app
-from hub.sync.auth import make_auth
 from hub.sync.client import EXISTS_CODES, PortalClient, Reply
 from hub.sync.delivery import BREAKER_CODE, Backoff, BreakerState, CircuitBreaker, Deliverer, RateLimiter
 from hub.sync.errors import Rejected
@@ -61,8 +61,9 @@ from hub.sync.outbox import (
     stats_digest,
     stats_state_key,
 )
-from hub.sync.stats import StatsBuilder, StatsProducer, basic_stats_body
+from hub.sync.stats import DomainStatsBuilder, LiveCatalogue, StatsBuilder, StatsProducer
 from schemas.figures import OutboxDossier, OutboxStats, UnitFigures
+from schemas.units import UnitRegistry, default_registry
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +106,9 @@ class SyncService:
     """The portal sync: outbox consumer, statistics producer, read API and metrics.
 
     ``now`` is the reporting clock (which periods are "current"); ``transport`` replaces the network
-    in tests; ``builder`` builds statistics bodies (:mod:`hub.sync.stats`).
+    in tests; ``builder`` builds statistics bodies — by default :class:`~hub.sync.stats.DomainStatsBuilder`
+    over the configured unit registry and :attr:`catalogue`, the live view of the worker's catalogue
+    table changelog that :meth:`run` keeps following (:mod:`hub.sync.stats`).
     """
 
     def __init__(
@@ -114,7 +117,7 @@ class SyncService:
         *,
         now: Callable[[], datetime] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
-        builder: StatsBuilder = basic_stats_body,
+        builder: StatsBuilder | None = None,
         metrics: SyncMetrics | None = None,
         group_id: str | None = None,
         rng: random.Random | None = None,
@@ -125,6 +128,11 @@ class SyncService:
         self.metrics = metrics or SyncMetrics()
         self._now = now or (lambda: datetime.now(UTC))
         self._transport = transport
+        #: The procedure catalogue as the workers hold it (followed from the changelog while running).
+        self.catalogue = LiveCatalogue()
+        if builder is None:
+            registry = UnitRegistry.load(settings.unit_registry) if settings.unit_registry else default_registry()
+            builder = DomainStatsBuilder(registry, self.catalogue)
         self._builder = builder
         self.group_id = group_id or f"{settings.kafka.client_id_prefix}-portal-sync"
         self.dossiers: dict[str, DossierState] = {}
@@ -184,13 +192,16 @@ class SyncService:
         try:
             await self._load_state(kcfg)
             limiter = RateLimiter(self.portal.rate_limit_per_s)
-            self._client = PortalClient(http, make_auth(self.portal.auth, http), limiter)
+            auth = build_authenticator(self.portal.auth, base_url=self.portal.base_url).httpx_auth(http)
+            self._client = PortalClient(http, auth, limiter)
             self.stats = StatsProducer(
                 self._write_outbox, now=self._now, debounce_s=self.portal.stats_debounce_s,
                 interval_s=self.portal.stats_interval_s, builder=self._builder,
+                ready=self.catalogue.caught_up.is_set,
             )
             self.stats.written = {k: s.digest for k, s in self.stats_acked.items() if s.outcome == "pushed"}
             tasks.append(asyncio.create_task(self._follow_partials(kcfg, stop), name="partials"))
+            tasks.append(asyncio.create_task(self._follow_catalogue(kcfg, stop), name="catalogue"))
             tasks.append(asyncio.create_task(self.stats.run(stop), name="stats"))
             runner = web.AppRunner(make_api_app(self, self.settings.api.tokens, self.metrics.registry))
             await runner.setup()
@@ -255,6 +266,47 @@ class SyncService:
                         except ValueError:
                             log.warning("skipping an unreadable partial at offset %s", record.offset)
         finally:
+            await consumer.stop()
+
+    async def _follow_catalogue(self, kcfg: dict[str, Any], stop: asyncio.Event) -> None:
+        """Keep :attr:`catalogue` current from the worker's catalogue changelog, for as long as we run.
+
+        The changelog is created by the worker (faust) with the table's partition count, so this
+        never creates it (a metadata request for *all* topics auto-creates nothing): until it
+        exists the catalogue is empty and complete. It is read from the beginning, then followed;
+        every effective change makes every unit's statistics due again.
+        """
+        from streams.topics import CATALOGUE_TABLE, changelog_topic  # imports faust: only when running
+
+        assert self.stats is not None
+        topic = changelog_topic(self.settings, CATALOGUE_TABLE)
+        consumer = AIOKafkaConsumer(**kcfg, enable_auto_commit=False, group_id=None, auto_offset_reset="earliest")
+        await consumer.start()
+        try:
+            parts = await _await_partitions(consumer, topic, stop, self.catalogue.caught_up)
+            if not parts:
+                return
+            consumer.assign(parts)
+            await consumer.seek_to_beginning(*parts)
+            end = await consumer.end_offsets(parts)
+            while not stop.is_set():
+                changed = False
+                batch = await consumer.getmany(timeout_ms=500, max_records=5000)
+                for records in batch.values():
+                    for record in records:
+                        changed |= self.catalogue.apply(record.value)
+                if changed and self.catalogue.caught_up.is_set():
+                    self.stats.catalogue_changed()
+                positions = [await consumer.position(tp) for tp in parts]
+                if not self.catalogue.caught_up.is_set() and all(
+                    pos >= end[tp] for pos, tp in zip(positions, parts, strict=True)
+                ):
+                    self.catalogue.caught_up.set()
+                    self.stats.catalogue_changed()
+                    log.info("procedure catalogue loaded from %s: %d records (%d unreadable skipped)",
+                             topic, self.catalogue.records, self.catalogue.unreadable)
+        finally:
+            self.catalogue.caught_up.set()  # never hold statistics back because this follower ended
             await consumer.stop()
 
     async def _write_outbox(self, key: bytes, value: bytes) -> None:
@@ -578,6 +630,26 @@ async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicParti
         await consumer._client.force_metadata_update()  # aiokafka has no public "refresh metadata"
         await asyncio.sleep(0.1)
     raise RuntimeError(f"topic {topic} not found; create the hub's topics first (dvc-hub up does)")
+
+
+async def _await_partitions(
+    consumer: AIOKafkaConsumer, topic: str, stop: asyncio.Event, absent: asyncio.Event, poll_s: float = 2.0
+) -> list[TopicPartition]:
+    """The partitions of ``topic`` once it exists (checked every ``poll_s``); ``absent`` is set while it does not.
+
+    Returns [] when ``stop`` is set first.
+    """
+    while not stop.is_set():
+        parts = consumer.partitions_for_topic(topic)
+        if not parts:
+            await consumer._client.force_metadata_update()  # aiokafka has no public "refresh metadata"
+            parts = consumer.partitions_for_topic(topic)
+        if parts:
+            return [TopicPartition(topic, p) for p in sorted(parts)]
+        absent.set()  # nothing to wait for: no worker has written a catalogue yet
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), poll_s)
+    return []
 
 
 async def _read_to_end(kcfg: dict[str, Any], topic: str) -> list[Any]:

@@ -9,20 +9,33 @@ each body that differs from the last one it wrote to the **outbox** as an
 statistics push never exists only in memory. It is debounced (``portal.stats_debounce_s`` of quiet
 after the last change) and runs on a schedule too (``portal.stats_interval_s``: periods roll over).
 
-The body builder is pluggable (``builder=``): :func:`basic_stats_body` derives the body from the
-counts alone; the domain's ``streams.domain.report.stats_body`` (with the procedure catalogue)
-replaces it where available.
+The body is the domain's own :func:`streams.domain.report.stats_body` — the same function behind
+``dvc-hub report`` — built by :class:`DomainStatsBuilder` with the unit registry and the **live**
+procedure catalogue: :class:`LiveCatalogue` is fed from the worker's compacted ``catalogue`` table
+changelog (``streams.topics.changelog_topic(settings, CATALOGUE_TABLE)``), which the sync service
+follows with a consumer for as long as it runs. So ``thu_tuc`` counts the procedures *offered* online
+at level 3 / 4 and those that received no dossier (``khong_phat_sinh_ho_so``), and a catalogue change
+re-publishes every unit's bodies (:meth:`StatsProducer.catalogue_changed`).
 
 Example::
 
     >>> from collections import Counter
-    >>> counts = Counter({"received|MOT_PHAN|TRUC_TUYEN|2021-Q1|": 3, "received|MOT_PHAN|TRUC_TIEP|2021-Q1|": 1,
-    ...                   "finished_early|MOT_PHAN|TRUC_TUYEN|2021-Q1|": 2})
-    >>> from datetime import datetime, timezone
-    >>> body = basic_stats_body("2021-Q1", "14767", "XA", counts, datetime(2021, 4, 1, tzinfo=timezone.utc))
-    >>> row = body["theo_muc_do"][0]
-    >>> (row["muc_do"], row["tiep_nhan"], row["tiep_nhan_truc_tuyen"], row["dung_han"], row["truoc_han"])
-    (3, 4, 3, 2, 2)
+    >>> from datetime import datetime, timedelta
+    >>> from schemas.calendar import TZ
+    >>> from schemas.events import CatalogueEntry, Level
+    >>> from schemas.units import default_registry
+    >>> live = LiveCatalogue()
+    >>> entry = CatalogueEntry(event_id="c1", source="motcua", unit_code="14767", procedure_code="P1",
+    ...                        level_raw=4, level=Level.TOAN_TRINH, valid_from="2020-01-01T00:00:00+07:00")
+    >>> live.apply(b'{"p": 0, "o": 7, "e": ' + entry.model_dump_json().encode() + b'}')
+    True
+    >>> build = DomainStatsBuilder(default_registry(), live)
+    >>> counts = Counter({"received|TOAN_TRINH|TRUC_TUYEN|2021-Q1|": 3})
+    >>> body = build("2021-Q1", "14767", "XA", counts, datetime(2021, 4, 1, tzinfo=TZ))
+    >>> body["thu_tuc"], body["theo_muc_do"][1]["tiep_nhan"]
+    ({'muc_do_3': 0, 'muc_do_4': 1, 'khong_phat_sinh_ho_so': 1}, 3)
+    >>> build("2020-Q4", "14767", "XA", counts, datetime(2021, 4, 1, tzinfo=TZ)) is None  # no figures then
+    True
 """
 
 from __future__ import annotations
@@ -33,21 +46,26 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+import orjson
+from pydantic import ValidationError
+
 from hub.sync.outbox import stats_digest, stats_item, stats_state_key
+from schemas.events import CatalogueEntry
 from schemas.figures import UnitFigures, merge_counts, split_key
+from schemas.units import Unit, UnitRegistry
+from streams.domain.aggregates import Catalogue
+from streams.domain.periods import period_bounds
+from streams.domain.report import stats_body
 
 log = logging.getLogger(__name__)
 
-__all__ = ["StatsBuilder", "StatsProducer", "basic_stats_body", "periods_around"]
+__all__ = ["DomainStatsBuilder", "LiveCatalogue", "StatsBuilder", "StatsProducer", "has_figures", "periods_around"]
 
 #: (ky, unit code, unit tier, the unit's counts, now) -> body, or None for "nothing to report".
 StatsBuilder = Callable[[str, str, str, Counter[str], datetime], "dict[str, Any] | None"]
-
-_LEVEL_MUC_DO = {"KHONG_TRUC_TUYEN": 2, "MOT_PHAN": 3, "TOAN_TRINH": 4}
-_ONLINE = "TRUC_TUYEN"
 
 
 def periods_around(now: datetime) -> list[str]:
@@ -63,64 +81,75 @@ def periods_around(now: datetime) -> list[str]:
     ]
 
 
-def basic_stats_body(ky: str, unit: str, tier: str, counts: Counter[str], now: datetime) -> dict[str, Any] | None:
-    """The statistics body of ``unit`` for ``ky`` from its counts alone (None when it has none).
+def has_figures(counts: Counter[str], ky: str) -> bool:
+    """True when ``counts`` hold a non-zero count of period ``ky``.
 
-    Per level: a ``*`` channel key, where the worker writes one, is the all-channel total; otherwise
-    the channels are added up. ``thu_tuc`` counts the procedures that received dossiers in the period
-    (the catalogue-aware builder of the domain reports the procedures *offered* instead).
+    A period without any figure is not reported: an all-zero body for a period the hub never saw
+    (say, last year, when the hub started in March) would overwrite what the portal already holds.
     """
-    per: dict[tuple[str, str], Counter[str]] = {}  # (metric, level) -> channel -> n
-    procedures: dict[int, set[str]] = {}
     for key, value in counts.items():
+        if value:
+            try:
+                period = split_key(key)[3]
+            except ValueError:
+                continue
+            if period == ky:
+                return True
+    return False
+
+
+class LiveCatalogue:
+    """The procedure catalogue as the workers hold it, kept current from the catalogue table's changelog.
+
+    Feed it the changelog's record values with :meth:`apply` (the sync service follows the topic);
+    :attr:`catalogue` is the :class:`~streams.domain.aggregates.Catalogue` the builder reads. Every
+    entry is broadcast to every partition, so the changelog holds one copy per partition: adding a
+    copy again changes nothing. ``caught_up`` is set once the changelog was read to the end it had
+    when the service started (or found absent: no worker has written one yet).
+    """
+
+    def __init__(self) -> None:
+        self.catalogue = Catalogue()
+        self.caught_up = asyncio.Event()
+        #: Records applied / unreadable records skipped (tests and logs).
+        self.records = 0
+        self.unreadable = 0
+
+    def apply(self, value: bytes | None) -> bool:
+        """Take one changelog value ``{"p": partition, "o": offset, "e": CatalogueEntry}``; True if it changed."""
+        if value is None:  # a tombstone: the worker never deletes rows, and the same row lives on elsewhere
+            return False
         try:
-            metric, level, channel, period, extra = split_key(key)
-        except ValueError:
-            continue
-        if period != ky or level not in _LEVEL_MUC_DO:
-            continue
-        per.setdefault((metric, level), Counter())[channel] += value
-        if metric == "procedure_dossiers" and value > 0 and extra:
-            procedures.setdefault(_LEVEL_MUC_DO[level], set()).add(extra)
-    if not per:
-        return None
+            entry = CatalogueEntry.model_validate(orjson.loads(value)["e"])
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValidationError):
+            self.unreadable += 1
+            return False
+        self.records += 1
+        return self.catalogue.add(entry)
 
-    def total(metric: str, level: str) -> int:
-        channels = per.get((metric, level), Counter())
-        return channels["*"] if "*" in channels else sum(channels.values())
 
-    rows = []
-    for level, muc_do in sorted(_LEVEL_MUC_DO.items(), key=lambda kv: kv[1]):
-        early, on_time, late = (total(m, level) for m in ("finished_early", "finished_on_time", "finished_late"))
-        row = {
-            "muc_do": muc_do,
-            "tiep_nhan": total("received", level),
-            "tiep_nhan_truc_tuyen": per.get(("received", level), Counter())[_ONLINE],
-            "da_giai_quyet": early + on_time + late,
-            "dung_han": early + on_time,
-            "truoc_han": early,
-            "qua_han": late,
-            "dang_xu_ly": total("open_end", level),
-            "qua_han_dang_xu_ly": total("overdue_end", level),
-        }
-        row["tiep_nhan_truc_tuyen"] = min(row["tiep_nhan_truc_tuyen"], row["tiep_nhan"])
-        row["qua_han_dang_xu_ly"] = min(row["qua_han_dang_xu_ly"], row["dang_xu_ly"])
-        if any(v for k, v in row.items() if k != "muc_do"):
-            rows.append(row)
-    if not rows:
-        return None
-    return {
-        "ky": ky,
-        "ma_don_vi": unit,
-        "cap": tier,
-        "thoi_diem_tong_hop": now.isoformat(timespec="seconds"),
-        "theo_muc_do": rows,
-        "thu_tuc": {
-            "muc_do_3": len(procedures.get(3, ())),
-            "muc_do_4": len(procedures.get(4, ())),
-            "khong_phat_sinh_ho_so": 0,
-        },
-    }
+class DomainStatsBuilder:
+    """The statistics body of :func:`streams.domain.report.stats_body`, with the live catalogue.
+
+    A :data:`StatsBuilder`: ``None`` when the unit has no figure in the period (:func:`has_figures`).
+    Units come from ``registry``; a unit the registry does not know (the worker reported it anyway)
+    keeps the tier the worker gave it.
+    """
+
+    def __init__(self, registry: UnitRegistry, catalogue: LiveCatalogue | None) -> None:
+        self._registry = registry
+        self._catalogue = catalogue
+
+    def __call__(self, ky: str, unit: str, tier: str, counts: Counter[str], now: datetime) -> dict[str, Any] | None:
+        """Build the body of ``unit`` for ``ky`` (see the class docstring)."""
+        if not has_figures(counts, ky):
+            return None
+        # The unit as it was at the period's end (units are versioned by date), else as it is now.
+        last_day = period_bounds(ky)[1] - timedelta(days=1)
+        known = (self._registry.lookup(unit, on=last_day) or self._registry.lookup(unit)
+                 or Unit(code=unit, name="", tier=tier, kind="", parent=""))
+        catalogue = self._catalogue.catalogue if self._catalogue is not None else None
+        return stats_body(ky, known, counts, catalogue, now)
 
 
 class OutboxWriter(Protocol):
@@ -133,7 +162,9 @@ class StatsProducer:
     """Follows the partials, writes changed statistics bodies to the outbox (debounced, scheduled).
 
     Feed it partials with :meth:`apply` (the service reads the topic); call :meth:`flush_due`
-    regularly. ``now`` is the reporting clock (aware datetime; local time decides the period).
+    regularly. ``now`` is the reporting clock (aware datetime; local time decides the period);
+    ``builder`` builds a body (:class:`DomainStatsBuilder` in the service); ``ready`` holds writes back
+    until the inputs are complete.
     """
 
     def __init__(
@@ -143,8 +174,9 @@ class StatsProducer:
         now: Callable[[], datetime],
         debounce_s: float,
         interval_s: float,
-        builder: StatsBuilder = basic_stats_body,
+        builder: StatsBuilder,
         monotonic: Callable[[], float] = time.monotonic,
+        ready: Callable[[], bool] = lambda: True,
     ) -> None:
         self._write = write
         self._now = now
@@ -152,6 +184,7 @@ class StatsProducer:
         self._interval = interval_s
         self._builder = builder
         self._mono = monotonic
+        self._ready = ready
         self.partials: dict[str, UnitFigures] = {}
         self._dirty: set[str] = set()
         self._last_change = 0.0
@@ -168,6 +201,11 @@ class StatsProducer:
             return
         self.partials[key] = partial
         self._dirty.add(partial.unit_code)
+        self._last_change = self._mono()
+
+    def catalogue_changed(self) -> None:
+        """The procedure catalogue changed: every unit's ``thu_tuc`` may have, so all are due (debounced)."""
+        self._dirty |= {p.unit_code for p in self.partials.values()}
         self._last_change = self._mono()
 
     def unit_counts(self) -> dict[str, Counter[str]]:
@@ -189,7 +227,13 @@ class StatsProducer:
         return self._builder(ky, unit, self.unit_tier(unit), counts, self._now())
 
     async def flush_due(self) -> int:
-        """Write what is due: dirty units after the debounce, every unit on the schedule."""
+        """Write what is due: dirty units after the debounce, every unit on the schedule.
+
+        Nothing is written before ``ready()`` (the catalogue read to its end): a body without the
+        catalogue would be pushed, then replaced a moment later.
+        """
+        if not self._ready():
+            return 0
         mono = self._mono()
         units: set[str] = set()
         if self._dirty and mono - self._last_change >= self._debounce:

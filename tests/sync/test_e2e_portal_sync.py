@@ -14,6 +14,7 @@ import asyncio
 import itertools
 import json
 import time
+import uuid
 from collections import Counter
 from datetime import UTC, datetime
 
@@ -30,6 +31,7 @@ from hub.config import (
     RetrySettings,
     Settings,
     TopicSettings,
+    WorkerSettings,
 )
 from hub.deadletter import DeadLetter
 from hub.simulators.clock import TZ, SimClock
@@ -39,8 +41,12 @@ from hub.simulators.world import World
 from hub.sync.metrics import SyncMetrics
 from hub.sync.outbox import portal_dossier, stats_digest
 from hub.sync.service import SyncService
-from hub.sync.stats import basic_stats_body
+from schemas.events import CatalogueEntry, Level
 from schemas.figures import OutboxDossier, UnitFigures, merge_counts
+from schemas.units import default_registry
+from streams.domain.aggregates import Catalogue
+from streams.domain.report import stats_body
+from streams.topics import CATALOGUE_TABLE, changelog_topic
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
@@ -49,6 +55,7 @@ STATUSES = ["2", "4", "5", "4", "9", "10"]
 UNITS = ["14767", "14770", "380"]
 TRAP_NAME = "Nguyễn Văn Bẫy"
 TRAP_PHONE = "0912345678"
+PROC = "1.003560.000.00.00.H56"
 
 
 def make_item(ma: str, version: int, unit: str) -> OutboxDossier:
@@ -58,7 +65,7 @@ def make_item(ma: str, version: int, unit: str) -> OutboxDossier:
         for i in range(version)
     ]
     dossier = {
-        "MaHoSo": ma, "PhienBan": version, "MaTTHC": "1.003560.000.00.00.H56", "MaDonVi": unit, "MucDo": 3,
+        "MaHoSo": ma, "PhienBan": version, "MaTTHC": PROC, "MaDonVi": unit, "MucDo": 3,
         "KenhThucHien": "2", "TrangThaiHoSo": rows[-1]["TrangThai"], "NgayTiepNhan": "20210310090000",
         "NgayHenTra": "20210320170000", "NgayKetThucXuLy": "", "QuaTrinhXuLy": rows, "IdHash": "h1:abc",
     }
@@ -77,7 +84,30 @@ def counts(scale: int) -> dict[str, int]:
         out[f"finished_late|MOT_PHAN|TRUC_TUYEN|{period}|"] = scale
         out[f"open_end|TOAN_TRINH|TRUC_TUYEN|{period}|"] = 2 * scale
         out[f"received|TOAN_TRINH|TRUC_TUYEN|{period}|"] = 5 * scale
+        out[f"procedure_dossiers|MOT_PHAN|TRUC_TUYEN|{period}|{PROC}"] = 10 * scale
     return out
+
+
+def catalogue_entry(unit: str, proc: str, muc_do: int) -> CatalogueEntry:
+    return CatalogueEntry(event_id=f"cat:{unit}:{proc}", source="motcua", unit_code=unit, procedure_code=proc,
+                          level_raw=muc_do, level=Level.TOAN_TRINH if muc_do == 4 else Level.MOT_PHAN,
+                          valid_from=datetime(2020, 1, 1, tzinfo=TZ))
+
+
+async def write_catalogue(producer: AIOKafkaProducer, topic: str, entries: list[CatalogueEntry]) -> None:
+    """As the worker's catalogue table does: one changelog record per entry and partition (broadcast)."""
+    for entry in entries:
+        for partition in (0, 1):
+            key = f"{partition}|{entry.unit_code}|{entry.procedure_code}|{entry.valid_from.isoformat()}".encode()
+            value = json.dumps({"p": partition, "o": 0, "e": entry.model_dump(mode="json")}).encode()
+            await producer.send_and_wait(topic, value, key=key, partition=partition)
+
+
+#: The catalogue the worker holds before the sync starts, and what it learns while the sync runs.
+CATALOGUE_AT_START = [catalogue_entry("14767", PROC, 3), catalogue_entry("14767", "P-4A", 4),
+                      catalogue_entry("14770", PROC, 3)]
+CATALOGUE_LATER = [catalogue_entry("14767", "P-4B", 4), catalogue_entry("14767", "P-3C", 3),
+                   catalogue_entry("14770", "P-4A", 4)]
 
 
 async def test_portal_sync_exactly_once_through_faults(kafka_broker, kafka_topic):
@@ -106,9 +136,14 @@ async def test_portal_sync_exactly_once_through_faults(kafka_broker, kafka_topic
             retry=RetrySettings(max_attempts=12, base_delay_s=0.05, max_delay_s=1.0, timeout_s=1.0),
         ),
         portal_sync=HttpEndpointSettings(port=0),
+        worker=WorkerSettings(app_id=f"e2e-sync-{uuid.uuid4().hex[:8]}"),
     )
+    # The worker's catalogue table changelog (faust creates it; here the test plays the worker).
+    catalogue_topic = changelog_topic(settings, CATALOGUE_TABLE)
+    create_compacted(kafka_broker.bootstrap, catalogue_topic, partitions=2)
     producer = AIOKafkaProducer(bootstrap_servers=kafka_broker.bootstrap, acks="all", enable_idempotence=True)
     await producer.start()
+    await write_catalogue(producer, catalogue_topic, CATALOGUE_AT_START)
 
     dossiers = {f"H56.{UNITS[n % 3]}-210310-{n:05d}": (UNITS[n % 3], 1 + n % 5) for n in range(90)}
     bad = "H56.14767-210310-99999"
@@ -169,6 +204,8 @@ async def test_portal_sync_exactly_once_through_faults(kafka_broker, kafka_topic
     faults.update({"p_429": 0.0, "p_reset_after_store": 0.1, "p_timeout": 0.15, "timeout_s": 2.0,
                    "timeout_drop": True, "revoke_every": 7, "p_error_body": 0.1})
     await wave(4)
+    # The worker learns more procedures while the sync runs: the sync must follow its changelog.
+    await write_catalogue(producer, catalogue_topic, CATALOGUE_LATER)
     await traffic(15)
     revoke_all_tokens(app)
     await traffic(10, min_s=1.0)
@@ -188,11 +225,13 @@ async def test_portal_sync_exactly_once_through_faults(kafka_broker, kafka_topic
         for pt, u, s in ((0, "14767", 3), (1, "14767", 1), (0, "14770", 2))
     ]
     merged = merge_counts(final_partials)
-    expected_stats = {
-        (ky, unit): stats_digest(body)
+    registry = default_registry()
+    catalogue = Catalogue(CATALOGUE_AT_START + CATALOGUE_LATER)
+    expected_bodies = {
+        (ky, unit): stats_body(ky, registry.lookup(unit), c, catalogue, REPORT_NOW)  # type: ignore[arg-type]
         for unit, c in merged.items() for ky in ("2021-03", "2021-Q1", "2021")
-        if (body := basic_stats_body(ky, unit, "XA", c, REPORT_NOW)) is not None
     }
+    expected_stats = {k: stats_digest(v) for k, v in expected_bodies.items()}
     expected_rows = {(ma, r["TrangThai"], r["ThoiDiemXuLy"]) for ma, item in newest.items() for r in item.progress}
 
     def done() -> bool:
@@ -223,8 +262,18 @@ async def test_portal_sync_exactly_once_through_faults(kafka_broker, kafka_topic
     arrived = Counter((r["MaHoSo"], r["TrangThai"], r["ThoiDiemXuLy"]) for r in world.portal_progress)
     assert set(arrived) == expected_rows
     assert max(arrived.values()) == 1, f"duplicated progress rows: {[k for k, v in arrived.items() if v > 1][:5]}"
-    # --- the latest statistics per (period, unit); no body applied twice in a row
+    # --- the latest statistics per (period, unit) are the domain's own body, with the live catalogue
     assert {k: stats_digest(v) for k, v in world.portal_stats.items()} == expected_stats
+    for key, body in expected_bodies.items():
+        assert world.portal_stats[key] == body, key
+    # 14767 offers P1 and P-3C at level 3, P-4A and P-4B at level 4 (half of it learnt mid-run);
+    # only P1 received dossiers, so three offered procedures had none.
+    assert world.portal_stats[("2021-Q1", "14767")]["thu_tuc"] == {
+        "muc_do_3": 2, "muc_do_4": 2, "khong_phat_sinh_ho_so": 3}
+    assert world.portal_stats[("2021-03", "14770")]["thu_tuc"] == {
+        "muc_do_3": 1, "muc_do_4": 1, "khong_phat_sinh_ho_so": 1}
+    assert service.catalogue.records == 2 * len(CATALOGUE_AT_START + CATALOGUE_LATER)
+    # --- no body applied twice in a row
     history: dict[tuple[str, str], list[str]] = {}
     for body in world.portal_stats_history:
         history.setdefault((body["ky"], body["ma_don_vi"]), []).append(stats_digest(body))
@@ -272,6 +321,16 @@ async def test_portal_sync_exactly_once_through_faults(kafka_broker, kafka_topic
     await producer.stop()
     await runner.cleanup()
     assert service_a is not service
+
+
+def create_compacted(bootstrap: str, topic: str, partitions: int) -> None:
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="dvc-hub-tests")
+    try:
+        admin.create_topics([NewTopic(topic, partitions, 1, topic_configs={"cleanup.policy": "compact"})])
+    finally:
+        admin.close()
 
 
 def app_stats(app: web.Application) -> Counter[str]:

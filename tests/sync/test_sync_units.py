@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
-import hmac
 import json
 import random
 from datetime import UTC, datetime
@@ -12,9 +9,10 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
-from hub.config import PortalSettings, RetrySettings, Settings
-from hub.sync.auth import AccessKeySignature, OAuth2ClientCredentials, sign
+from connectors.sdk.auth import OAuth2ClientCredentialsAuthenticator
+from hub.config import OAuth2ClientCredentials, PortalSettings, RetrySettings, Settings
 from hub.sync.client import PortalClient, parse_retry_after
 from hub.sync.delivery import Backoff, CircuitBreaker, Deliverer, FakeClock
 from hub.sync.errors import Rejected, Transient
@@ -56,77 +54,6 @@ class Portal:
 
     def client(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(transport=httpx.MockTransport(self), base_url="http://portal")
-
-
-# ------------------------------------------------------------------ auth
-
-
-async def test_concurrent_requests_share_one_token_refresh():
-    portal = Portal(lambda r: httpx.Response(200, json=OK))
-    async with portal.client() as http:
-        auth = OAuth2ClientCredentials(http, "/oauth2/token", "id", "secret")
-        await asyncio.gather(*(http.get("/x", auth=auth) for _ in range(25)))
-    assert portal.tokens == 1
-    assert {r.headers["Authorization"] for r in portal.calls} == {"Bearer t1"}
-
-
-async def test_401_gets_one_refresh_and_one_retry_then_gives_up():
-    portal = Portal(lambda r: httpx.Response(401, json={"error_code": "401"}))
-    async with portal.client() as http:
-        client = PortalClient(http, OAuth2ClientCredentials(http, "/oauth2/token", "id", "secret"))
-        with pytest.raises(Transient) as err:
-            await client.send("POST", "/api/v1/dongbo/tiendo", {"data": []}, "k")
-    assert err.value.reason == "auth"
-    assert portal.tokens == 2  # the first token and exactly one renewal
-    assert len(portal.calls) == 2  # the request and exactly one retry
-
-
-async def test_a_revoked_token_is_renewed_once_for_many_concurrent_401s():
-    def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(401) if request.headers["Authorization"] == "Bearer t1" else httpx.Response(200, json=OK)
-
-    portal = Portal(handler)
-    async with portal.client() as http:
-        auth = OAuth2ClientCredentials(http, "/oauth2/token", "id", "secret")
-        await auth.token()
-        answers = await asyncio.gather(*(http.get("/x", auth=auth) for _ in range(20)))
-    assert all(a.status_code == 200 for a in answers)
-    assert portal.tokens == 2  # no 401 storm: one renewal for all twenty
-    assert len(portal.calls) <= 40  # each request at most once more
-
-
-async def test_token_is_refreshed_before_it_expires():
-    clock = FakeClock(1000.0)
-    portal = Portal(lambda r: httpx.Response(200, json=OK), ttl=300)
-    async with portal.client() as http:
-        auth = OAuth2ClientCredentials(http, "/oauth2/token", "id", "secret", refresh_margin_s=60, clock=clock.now)
-        await http.get("/x", auth=auth)
-        clock.t += 239  # still inside the margin
-        await http.get("/x", auth=auth)
-        assert portal.tokens == 1
-        clock.t += 2  # 241 s: within 60 s of expiry -> refreshed proactively, no 401 needed
-        await http.get("/x", auth=auth)
-    assert portal.tokens == 2
-    assert [r.headers["Authorization"] for r in portal.calls] == ["Bearer t1", "Bearer t1", "Bearer t2"]
-
-
-async def test_access_key_signature_covers_method_path_time_and_body():
-    seen: list[httpx.Request] = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        return httpx.Response(200, json=OK)
-
-    auth = AccessKeySignature("AK1", "sk-secret", clock=lambda: 1_700_000_000.0)
-    async with httpx.AsyncClient(transport=httpx.MockTransport(handler), base_url="http://p") as http:
-        await http.post("/api/v1/dongbo/hoso?x=1", content=b'{"a":1}', auth=auth)
-    request = seen[0]
-    expected_msg = "\n".join(["POST", "/api/v1/dongbo/hoso?x=1", "1700000000", hashlib.sha256(b'{"a":1}').hexdigest()])
-    expected = hmac.new(b"sk-secret", expected_msg.encode(), hashlib.sha256).hexdigest()
-    assert request.headers["X-Access-Key"] == "AK1"
-    assert request.headers["X-Timestamp"] == "1700000000"
-    assert request.headers["X-Signature"] == expected == sign("sk-secret", "post", "/api/v1/dongbo/hoso?x=1",
-                                                              "1700000000", b'{"a":1}')
 
 
 # ------------------------------------------------------------------ backoff, Retry-After, breaker
@@ -231,7 +158,9 @@ def service_with(handler: Any) -> tuple[SyncService, Portal, list[str]]:
     service = SyncService(settings)
     portal = Portal(handler)
     http = portal.client()
-    service._client = PortalClient(http, OAuth2ClientCredentials(http, "/oauth2/token", "id", "s"))
+    oauth = OAuth2ClientCredentialsAuthenticator(
+        OAuth2ClientCredentials(client_id="id", client_secret=SecretStr("s")), "http://portal")
+    service._client = PortalClient(http, oauth.httpx_auth(http))
     dead: list[str] = []
 
     async def dead_letter(reason: str, detail: str, **kw: Any) -> None:

@@ -1,0 +1,128 @@
+"""``dvc-hub push status`` and ``dvc-hub dlq list/show`` against the real broker (through ``hub.cli.main``)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from kafka import TopicPartition
+from kafka.structs import OffsetAndMetadata
+
+from hub.cli import main
+from hub.config import Settings, load_settings
+from hub.deadletter import DeadLetter
+from hub.kafka import consumer, ensure_topics, hub_topics, producer
+from hub.sync.outbox import DossierState, stats_item
+from schemas.figures import OutboxDossier
+from tests.e2e.hubconfig import write_hub_config
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
+
+CCCD = "038090001234"
+
+
+def hub(tmp_path: Path, bootstrap: str) -> tuple[Path, Settings]:
+    """A config on fresh topics (one partition each, so offsets are predictable) and those topics created."""
+    path, _, _ = write_hub_config(tmp_path, bootstrap, partitions=1)
+    settings = load_settings(path)
+    ensure_topics(settings.kafka, hub_topics(settings))
+    return path, settings
+
+
+def cli(capsys: pytest.CaptureFixture[str], path: Path, *argv: str) -> tuple[int, str]:
+    code = main(["--config", str(path), *argv])
+    return code, capsys.readouterr().out
+
+
+def test_push_status_shows_backlog_per_kind_breaker_and_last_errors(kafka_broker, tmp_path, capsys):
+    path, settings = hub(tmp_path, kafka_broker.bootstrap)
+    old = datetime.now(UTC) - timedelta(hours=2)
+    prod = producer(settings.kafka, "test")
+    try:
+        for n in range(3):
+            ma = f"H56.14767-210310-{n:05d}"
+            item = OutboxDossier(item_id=f"dossier:{ma}:1", ma_ho_so=ma, version=1,
+                                 created_at=old + timedelta(minutes=n), dossier={"MaHoSo": ma, "PhienBan": 1},
+                                 progress=[])
+            prod.send(settings.topics.outbox, item.model_dump_json().encode(), key=ma.encode()).get(timeout=30)
+        stat = stats_item("2021-Q1", "14767", {"ky": "2021-Q1", "ma_don_vi": "14767"}, datetime.now(UTC))
+        prod.send(settings.topics.outbox, stat.model_dump_json().encode(), key=b"stats|2021-Q1|14767").get(timeout=30)
+        refused = DossierState(ma_ho_so="H56.14767-210310-00001", outcome="rejected",
+                               detail="error_code 7: MaTTHC không hợp lệ")
+        prod.send(settings.topics.sync_state, refused.model_dump_json().encode(),
+                  key=refused.ma_ho_so.encode()).get(timeout=30)
+    finally:
+        prod.close()
+
+    code, out = cli(capsys, path, "push", "status")
+    assert code == 0
+    assert "outbox backlog: 4 records" in out
+    dossier_line = next(line for line in out.splitlines() if line.strip().startswith("dossier"))
+    assert "3 unpushed" in dossier_line
+    age = int(dossier_line.rsplit("oldest", 1)[1].split()[0])
+    assert 7000 <= age <= 7300  # the oldest item is two hours old
+    assert any(line.strip().startswith("stats") and "1 unpushed" in line for line in out.splitlines())
+    assert "breaker: unknown" in out  # no sync service is running: it says so instead of guessing
+    assert "`dvc-hub dlq list --stage portal_sync`): 1" in out
+    assert "H56.14767-210310-00001: error_code 7: MaTTHC không hợp lệ" in out
+
+    # The sync's consumer group commits everything: the backlog is empty.
+    group = consumer(settings.kafka, "test-commit", group_id=f"{settings.kafka.client_id_prefix}-portal-sync")
+    try:
+        tp = TopicPartition(settings.topics.outbox, 0)
+        group.assign([tp])
+        group.commit({tp: OffsetAndMetadata(4, "", -1)})
+    finally:
+        group.close()
+    code, out = cli(capsys, path, "push", "status")
+    assert code == 0
+    assert "outbox backlog: 0 records" in out
+
+
+def test_dlq_list_filters_and_show_prints_one_letter(kafka_broker, tmp_path, capsys):
+    path, settings = hub(tmp_path, kafka_broker.bootstrap)
+    letters = [
+        DeadLetter.make(stage="normalize", reason="schema", detail="MucDo is not a number", source="motcua",
+                        topic=settings.topics.raw_motcua, partition=0, offset=17, event_id="motcua:H56.1:3",
+                        raw=f'{{"MucDo": "x", "SoGiayToChuHoSo": "{CCCD}"}}'),
+        DeadLetter.make(stage="portal_sync", reason="portal_rejected", detail="error_code 7: refused",
+                        source="portal", topic=settings.topics.outbox, partition=0, offset=5,
+                        event_id="dossier:H56.2:1", payload={"type": "dossier", "ma_ho_so": "H56.2"}),
+    ]
+    prod = producer(settings.kafka, "test")
+    try:
+        for letter in letters:
+            prod.send(settings.topics.dead_letter, letter.value(), key=letter.key(),
+                      headers=letter.headers()).get(timeout=30)
+    finally:
+        prod.close()
+
+    code, out = cli(capsys, path, "dlq", "list")
+    assert code == 0
+    lines = out.splitlines()
+    assert len(lines) == 2
+    assert [line.split()[0] for line in lines] == ["0", "1"]  # offsets, in order
+    assert "normalize" in lines[0]
+    assert "motcua:H56.1:3" in lines[0]
+    assert "portal_rejected" in lines[1]
+    assert "dossier:H56.2:1" in lines[1]
+
+    code, out = cli(capsys, path, "dlq", "list", "--stage", "portal_sync")
+    assert code == 0
+    assert [line.split()[0] for line in out.splitlines()] == ["1"]
+    code, out = cli(capsys, path, "dlq", "list", "--reason", "timeout")
+    assert (code, out.strip()) == (0, "no dead letters match")
+
+    code, out = cli(capsys, path, "dlq", "show", "0")
+    assert code == 0
+    shown = json.loads(out)
+    assert (shown["stage"], shown["reason"], shown["event_id"], shown["offset"]) == (
+        "normalize", "schema", "motcua:H56.1:3", 17)
+    assert CCCD not in out  # the excerpt was redacted when the letter was made
+
+    code, out = cli(capsys, path, "dlq", "show", "9")
+    assert code == 1
+    assert "no dead letter at offset 9" in out
+    assert "dvc-hub dlq list" in out
