@@ -109,7 +109,18 @@ class Dossiers(CursorStream):
         anchor = parse_compact(cursor.get("polled_at") or cursor["tu"])
         floor = fmt_compact(min(anchor, now) - timedelta(seconds=self.connector.instance.lookback_s))
         start = {"tu": floor, "sau": ""} if floor < cursor["tu"] else {"tu": cursor["tu"], "sau": cursor["sau"]}
-        return {**start, "polled_at": fmt_compact(now)}
+        self._cycle_started = fmt_compact(now)
+        return {**start, "polled_at": self._cycle_started}
+
+    def cycle_done(self, cursor: Cursor | None) -> Cursor | None:
+        """A complete pass that started at source time S has read every change stamped up to
+        ``S - 120 s`` (all were visible at S), so S becomes the look-back anchor even when the cursor
+        did not move. Without this, a cursor last moved early in a long first pass kept an old
+        anchor and every later cycle re-read months of history."""
+        started = getattr(self, "_cycle_started", "")
+        if cursor is None or not started or started <= cursor.get("polled_at", ""):
+            return cursor
+        return {**cursor, "polled_at": started}
 
     def merge_cursor(self, saved: Cursor | None, new: Cursor) -> Cursor:
         """Only forward: a look-back re-read that has not yet passed the saved position changes nothing

@@ -197,6 +197,14 @@ class Stream(ABC):
         """The source time a cursor stands at (for the cursor-age metric), if it has one."""
         return None
 
+    def cycle_done(self, cursor: Cursor | None) -> Cursor | None:
+        """The cursor to keep after a cycle read every page to the end without error.
+
+        Override to record what a *complete* pass proves (the one-stop look-back anchor); the
+        default keeps the cursor as the pages left it.
+        """
+        return cursor
+
     def parse_cursor(self, text: str) -> Cursor:
         """A cursor typed by an operator (``dvc-hub connectors reset --to``): JSON by default."""
         value = json.loads(text)

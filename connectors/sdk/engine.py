@@ -137,6 +137,7 @@ class SyncEngine:
         self.consecutive_failures = 0
         self.last_error: dict[str, str] | None = None
         self.records_total = 0
+        self.caught_up = False
         self.dead_letters_total = 0
         #: Called right before every state save; tests use it to simulate a crash at the worst moment.
         self.before_save: Callable[[ConnectorState], None] | None = None
@@ -182,6 +183,7 @@ class SyncEngine:
             try:
                 await self._sync_stream(stream, report)
                 self._last_read[stream.name] = self._monotonic()
+                await self._complete_cycle(stream)
             except BadPage as exc:
                 await self._hold(stream, exc, report)
             except ConnectorError as exc:
@@ -190,6 +192,8 @@ class SyncEngine:
                 self._count_error(getattr(exc, "reason", exc.key))
                 log.warning("connector %s stream %s: %s", self.name, stream.name, redact_text(str(exc)))
         await self._finish_cycle(report)
+        # Caught up: a clean cycle that found nothing new (every stream read to its end).
+        self.caught_up = report.ok and report.produced == 0 and report.dead_letters == 0
         return report
 
     async def _finish_cycle(self, report: CycleReport) -> None:
@@ -261,6 +265,15 @@ class SyncEngine:
                     self.state.cursors[stream.name] = new
                     await self._save()
 
+    async def _complete_cycle(self, stream: Stream) -> None:
+        if not stream.incremental:
+            return
+        current = self.state.cursors.get(stream.name)
+        done = stream.cycle_done(current)
+        if done is not None and done != current:
+            self.state.cursors[stream.name] = done
+            await self._save()
+
     async def _hold(self, stream: Stream, exc: BadPage, report: CycleReport) -> None:
         report.held[stream.name] = exc.reason
         cursor = self.state.cursors.get(stream.name)
@@ -328,4 +341,5 @@ class SyncEngine:
             "cursors": self.state.cursors,
             "records_total": self.records_total,
             "dead_letters_total": self.dead_letters_total,
+            "caught_up": self.caught_up,
         }

@@ -99,7 +99,8 @@ class ConnectorRunner:
         instances = {e.name: e.health() for e in self.engines}
         statuses = {h["status"] for h in instances.values()}
         overall = "ok" if statuses <= {"ok"} else "error" if statuses == {"error"} else "degraded"
-        return {"status": overall, "instances": instances}
+        caught_up = bool(instances) and all(h.get("caught_up") for h in instances.values())
+        return {"status": overall, "caught_up": caught_up, "instances": instances}
 
     async def _metrics(self, request: web.Request) -> web.Response:  # noqa: ARG002 - aiohttp handler
         return web.Response(body=generate_latest(self.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
