@@ -2,8 +2,11 @@
 
 Options (``[connectors.options]``): ``start_from`` (``yyyyMMddHHmmss``, where a brand-new instance
 starts), ``catalogue`` (read the procedure catalogue, default true), ``catalogue_refresh_s``
-(default 3600). The look-back window is the instance's ``lookback_s`` and must cover the source's
-late-visibility window (120 s in the contract).
+(default 3600), ``lookback_every_s`` (how often a cycle re-reads the look-back window, default 15;
+between those, cycles only read forward from the cursor, so a busy source is not re-read in full
+every poll; late-visible changes then arrive at most this much later). The look-back window is
+the instance's ``lookback_s`` and must cover the source's late-visibility window (120 s in the
+contract).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ class MotCuaConfig(ConnectorConfig):
     start_from: Annotated[str, Field(pattern=r"^\d{14}$")] = "20000101000000"
     catalogue: bool = True
     catalogue_refresh_s: Annotated[float, Field(gt=0)] = 3600.0
+    lookback_every_s: Annotated[float, Field(ge=0)] = 15.0
 
     @model_validator(mode="after")
     def _lookback_covers_late_visibility(self) -> Self:

@@ -5,13 +5,16 @@
 decide the design:
 
 - many dossiers share a second, so the cursor carries the ``sau`` tie-breaker (strictly after);
-- a change can become visible up to 120 s *after* its ``NgayCapNhat``. Every cycle therefore asks
-  the source for its own clock (``/api/v1/health``, never the hub's clock: they can be skewed) and
-  starts reading at ``min(cursor, polled_at - lookback_s)``, where ``polled_at`` is the source time
-  of the poll that last moved the cursor (so a connector that was down for an hour still re-reads
-  what committed late just before it stopped). The re-read window costs no Kafka
-  writes: the engine's seen-set drops versions already delivered; after a restart they are
-  delivered again with identical event ids (``motcua:<MaHoSo>:<PhienBan>``), which is allowed.
+- a change can become visible up to 120 s *after* its ``NgayCapNhat``. A look-back cycle (the first
+  after a start, then every ``lookback_every_s``) therefore asks the source for its own clock
+  (``/api/v1/health``, never the hub's clock: they can be skewed) and starts reading at
+  ``min(cursor, polled_at - lookback_s)``, where ``polled_at`` is the source time at the start of the
+  last *complete* look-back pass (so a connector that was down for an hour still re-reads what
+  committed late just before it stopped). Cycles in between only read forward from the cursor: on a
+  busy source re-reading two minutes of changes every poll would cost more than the changes. The
+  re-read window costs no Kafka writes: the engine's seen-set drops versions already delivered;
+  after a restart they are delivered again with identical event ids (``motcua:<MaHoSo>:<PhienBan>``),
+  which is allowed.
 
 The saved cursor only moves forward (:meth:`Dossiers.merge_cursor`). A version superseded before
 any poll could see it is legitimately never read: the source serves snapshots, and the snapshot is
@@ -24,6 +27,7 @@ when it changes (a level going from 3 to 4, a validity bound set).
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 from zoneinfo import ZoneInfo
@@ -77,6 +81,11 @@ def _envelope(body: Body, max_depth: int) -> dict[str, Any]:
 class Dossiers(CursorStream):
     """Dossier snapshots, by (NgayCapNhat, MaHoSo) keyset, re-reading a look-back window."""
 
+    #: Source time at the start of this cycle when it re-read the look-back window, else "".
+    _cycle_started: str = ""
+    #: time.monotonic() of the last look-back pass (-inf: the first cycle always looks back).
+    _last_lookback: float = float("-inf")
+
     name = "dossiers"
     path = "/api/v1/hoso/thaydoi"
     kind = "dossier"
@@ -105,19 +114,29 @@ class Dossiers(CursorStream):
         """
         cursor = saved if saved is not None else self.initial_cursor()
         assert isinstance(self.connector, MotCuaConnector)
+        self._cycle_started = ""
+        due = time.monotonic() - self._last_lookback >= self.cfg.lookback_every_s
+        if saved is not None and saved.get("polled_at") and not due:
+            # Forward only: cheap, and it proves nothing about late changes, so the anchor stays.
+            return {"tu": cursor["tu"], "sau": cursor["sau"], "polled_at": cursor["polled_at"]}
         now = await self.connector.fetch_source_now()
         anchor = parse_compact(cursor.get("polled_at") or cursor["tu"])
         floor = fmt_compact(min(anchor, now) - timedelta(seconds=self.connector.instance.lookback_s))
         start = {"tu": floor, "sau": ""} if floor < cursor["tu"] else {"tu": cursor["tu"], "sau": cursor["sau"]}
         self._cycle_started = fmt_compact(now)
+        self._last_lookback = time.monotonic()
         return {**start, "polled_at": self._cycle_started}
+
+    def proves_caught_up(self) -> bool:
+        """Only a look-back pass: a forward-only cycle cannot see changes that committed late."""
+        return bool(self._cycle_started)
 
     def cycle_done(self, cursor: Cursor | None) -> Cursor | None:
         """A complete pass that started at source time S has read every change stamped up to
         ``S - 120 s`` (all were visible at S), so S becomes the look-back anchor even when the cursor
         did not move. Without this, a cursor last moved early in a long first pass kept an old
         anchor and every later cycle re-read months of history."""
-        started = getattr(self, "_cycle_started", "")
+        started = self._cycle_started
         if cursor is None or not started or started <= cursor.get("polled_at", ""):
             return cursor
         return {**cursor, "polled_at": started}

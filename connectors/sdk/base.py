@@ -197,6 +197,14 @@ class Stream(ABC):
         """The source time a cursor stands at (for the cursor-age metric), if it has one."""
         return None
 
+    def proves_caught_up(self) -> bool:
+        """Whether a clean cycle of this stream that found nothing new means "caught up".
+
+        True by default; a stream whose cheap cycles skip part of the source (the one-stop
+        forward-only cycles between look-back passes) says False for those.
+        """
+        return True
+
     def cycle_done(self, cursor: Cursor | None) -> Cursor | None:
         """The cursor to keep after a cycle read every page to the end without error.
 

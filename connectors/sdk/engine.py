@@ -177,6 +177,7 @@ class SyncEngine:
         if not self._loaded:
             await self.load_state()
         report = CycleReport()
+        proof = True
         for stream in self.connector.stream_objects:
             if not self._due(stream):
                 continue
@@ -184,6 +185,7 @@ class SyncEngine:
                 await self._sync_stream(stream, report)
                 self._last_read[stream.name] = self._monotonic()
                 await self._complete_cycle(stream)
+                proof = proof and stream.proves_caught_up()
             except BadPage as exc:
                 await self._hold(stream, exc, report)
             except ConnectorError as exc:
@@ -192,8 +194,11 @@ class SyncEngine:
                 self._count_error(getattr(exc, "reason", exc.key))
                 log.warning("connector %s stream %s: %s", self.name, stream.name, redact_text(str(exc)))
         await self._finish_cycle(report)
-        # Caught up: a clean cycle that found nothing new (every stream read to its end).
-        self.caught_up = report.ok and report.produced == 0 and report.dead_letters == 0
+        # Caught up: a clean cycle that read every stream to its end (look-back included) and found
+        # nothing new. A cheaper cycle that proves less leaves the previous verdict only if it found
+        # nothing either.
+        nothing_new = report.ok and report.produced == 0 and report.dead_letters == 0
+        self.caught_up = nothing_new and (proof or self.caught_up)
         return report
 
     async def _finish_cycle(self, report: CycleReport) -> None:
