@@ -118,6 +118,16 @@ class SimulatorSettings(_Model):
     live_rate_per_s: Annotated[float, Field(gt=0)] = 5.0
 
 
+class PrometheusSettings(_Model):
+    """The Prometheus server ``dvc-hub up`` starts when Debian's ``prometheus`` is installed."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 9090
+    scrape_interval: Annotated[str, Field(pattern=r"^[0-9]+(ms|s|m)$")] = "5s"
+    data_dir: Path = Path(".dvc-hub/prometheus")
+
+
 class TopicSettings(_Model):
     """Every Kafka topic of the hub, declared once."""
 
@@ -244,6 +254,14 @@ class WorkerSettings(_Model):
     web_host: str = "127.0.0.1"
     web_port: Annotated[int, Field(ge=1, le=65535)] = 6066
     processing_guarantee: Literal["at_least_once"] = "at_least_once"
+    #: A SIGKILLed worker stays in the group until its session expires: faust's 60 s default would
+    #: stall the hub for a minute after every crash.
+    session_timeout_s: Annotated[float, Field(gt=0)] = 10.0
+    heartbeat_interval_s: Annotated[float, Field(gt=0)] = 2.0
+    commit_interval_s: Annotated[float, Field(gt=0)] = 1.0
+    partials_interval_s: Annotated[float, Field(gt=0)] = 1.0
+    partials_full_refresh_s: Annotated[float, Field(gt=0)] = 30.0
+    lag_interval_s: Annotated[float, Field(gt=0)] = 2.0
 
 
 class HttpEndpointSettings(_Model):
@@ -299,6 +317,7 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = KafkaSettings()
     embedded_broker: EmbeddedBrokerSettings = EmbeddedBrokerSettings()
     simulators: SimulatorSettings = SimulatorSettings()
+    prometheus: PrometheusSettings = PrometheusSettings()
     topics: TopicSettings = TopicSettings()
     connectors: list[ConnectorInstance] = Field(default_factory=list)
     connector_runner: HttpEndpointSettings = HttpEndpointSettings(port=9465)

@@ -49,22 +49,33 @@ from schemas.units import UnitRegistry, default_registry
 from streams.collector import DomainCollector, PipelineMetrics
 from streams.domain.aggregates import Aggregates, Catalogue
 from streams.domain.state import view
+from streams.merged import PartialsReader
 from streams.topics import HubTopics, declare_tables, declare_topics
 
 log = logging.getLogger(__name__)
 
 LOCAL_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 
-#: How often changed partials are published, and how often all of them are (bounds the staleness
-#: a partition's former owner could leave behind after a rebalance).
+#: Defaults of the worker's timing settings (``hub.config.WorkerSettings``; the app reads the settings).
 PARTIALS_INTERVAL_S = 1.0
 PARTIALS_FULL_REFRESH_S = 30.0
 LAG_INTERVAL_S = 2.0
 COMMIT_INTERVAL_S = 1.0
-#: A SIGKILLed worker stays in the group until its session expires, and the restarted one waits
-#: for that rebalance: faust's 60 s default would stall the hub for a minute after every crash.
 SESSION_TIMEOUT_S = 10.0
 HEARTBEAT_INTERVAL_S = 2.0
+
+#: Producer batch per partition. aiokafka makes a send wait when its partition's batch is full
+#: until the batch is drained, and keeps one request in flight per broker: with faust's 16 KiB
+#: default every ~10 outbox items waited a produce round trip (the "waiting on the network" of the
+#: first profile). 512 KiB stays under the broker's 1 MiB record-batch limit.
+PRODUCER_BATCH_BYTES = 512 * 1024
+#: Long enough to fill batches under load, short enough to be invisible next to the commit interval.
+PRODUCER_LINGER_S = 0.01
+#: Records one fetch may return per partition, and records an agent may have buffered. Bigger
+#: values let the agents take full batches instead of waking up for a handful of records.
+FETCH_BYTES_PER_PARTITION = 4 * 1024 * 1024
+STREAM_BUFFER_MAXSIZE = 16_384
+MAX_POLL_RECORDS = 2_000
 
 #: (topic name, key, value, headers) -> delivered to the producer's buffer.
 Sink = Callable[[str, bytes | None, bytes, list[tuple[str, bytes]] | None, int | None], Awaitable[None]]
@@ -109,6 +120,9 @@ class HubRuntime:
         self.lag_known = False
         self._last_full_publish = 0.0
         self.sink: Sink = self._send_via_faust
+        #: Reader of the partials topic for the merged gauges; started with the worker (not in tests
+        #: that run agents in-process).
+        self.partials_reader: PartialsReader | None = None
         self._topic_by_name: dict[str, Any] = {
             t.get_topic_name(): t
             for t in (*topics.raw.values(), topics.canonical, topics.dead_letter, topics.partials, topics.outbox)
@@ -129,6 +143,24 @@ class HubRuntime:
     ) -> None:
         """Produce one record through the configured sink (faust's producer; a list in tests)."""
         await self.sink(topic, key, value, headers, partition)
+
+    async def settle_writes(self) -> None:
+        """Wait until faust's producer buffer has handed every queued record to the Kafka client.
+
+        Table writes are queued there (``send_soon``) and produced by a background task. faust's
+        flush before an offset commit gives up waiting on that queue after 0.1 s without progress
+        (``ProducerBuffer.flush_atmost``), so a changelog record still queued then would not be
+        covered by the commit. Agents that write tables call this before their batch is acked;
+        it returns at once when the queue is empty.
+        """
+        buffer = getattr(getattr(self.app, "producer", None), "buffer", None)
+        if buffer is None or self.sink != self._send_via_faust:  # tests with a list as the sink
+            return
+        try:
+            while buffer.size:
+                await buffer.flush_atmost(buffer.size)
+        except RuntimeError:  # the producer is stopping: nothing is committed after this either
+            log.warning("producer stopped with %d queued records; they will be reprocessed", buffer.size)
 
     async def dead_letter(self, letter: DeadLetter) -> None:
         """Send a dead letter and count it; never raises (a failing DLQ must not stop the stream)."""
@@ -214,9 +246,11 @@ class HubRuntime:
     # ------------------------------------------------------------------ live views (collector, web)
 
     def domain_samples(self, now: datetime) -> Iterable[Any]:
-        """Domain gauges of this worker's partitions (``dvchub_state_dossiers`` included)."""
+        """Domain gauges: this worker's partitions (additive) and the merged city-wide copy (766, catalogue)."""
+        from streams.merged import merged_gauges
+
         self.refresh_stale()
-        return list(self.aggregates.prometheus_samples(now))
+        return [*self.aggregates.prometheus_samples(now), *merged_gauges(self, now)]
 
     def state_dossiers(self) -> int:
         """Dossiers (with a one-stop view) in this worker's active partitions."""
@@ -256,7 +290,7 @@ class HubRuntime:
         if not self.ready:
             return 0
         self.refresh_stale()
-        if full or time.monotonic() - self._last_full_publish >= PARTIALS_FULL_REFRESH_S:
+        if full or time.monotonic() - self._last_full_publish >= self.settings.worker.partials_full_refresh_s:
             self._last_full_publish = time.monotonic()
             keys = {(p, u) for p in self.active for u in self.units_by_partition.get(p, set())}
             keys |= {(p, u) for p in self.active for u in self.aggregates.units(p)}
@@ -312,8 +346,17 @@ class HubRuntime:
             out[name] = total
         return out
 
+    def start_partials_reader(self) -> None:
+        """Start reading the partials topic for the merged gauges (see :mod:`streams.merged`)."""
+        if self.partials_reader is None:
+            self.partials_reader = PartialsReader(self.settings)
+            self.partials_reader.start()
+
     def close(self) -> None:
-        """Close the lag clients (the faust app closes its own)."""
+        """Close the lag clients and the partials reader (the faust app closes its own clients)."""
+        if self.partials_reader is not None:
+            self.partials_reader.stop()
+            self.partials_reader = None
         if self._lag_clients is not None:
             for c in self._lag_clients:
                 try:
@@ -372,14 +415,19 @@ def create_app(settings: Settings) -> faust.App:
         broker=k.faust_broker_url(),
         broker_credentials=_credentials(settings),
         broker_client_id=f"{k.client_id_prefix}-worker",
-        broker_commit_interval=COMMIT_INTERVAL_S,
-        broker_session_timeout=SESSION_TIMEOUT_S,
-        broker_heartbeat_interval=HEARTBEAT_INTERVAL_S,
+        broker_commit_interval=w.commit_interval_s,
+        broker_session_timeout=w.session_timeout_s,
+        broker_heartbeat_interval=w.heartbeat_interval_s,
+        # Throughput settings: see the constants above and docs/streams.md "Throughput".
+        broker_max_poll_records=MAX_POLL_RECORDS,
+        consumer_max_fetch_size=FETCH_BYTES_PER_PARTITION,
+        stream_buffer_maxsize=STREAM_BUFFER_MAXSIZE,
+        producer_max_batch_size=PRODUCER_BATCH_BYTES,
         store=w.store,
         datadir=str(w.data_dir),
         processing_guarantee=w.processing_guarantee,
         producer_acks=-1,
-        producer_linger=0.005,  # 5 ms batches: fewer acks=all round trips, no visible latency
+        producer_linger=PRODUCER_LINGER_S,
         topic_partitions=k.partitions,
         topic_replication_factor=k.replication_factor,
         topic_allow_declare=True,  # only the tables' changelog topics are declared by faust

@@ -48,16 +48,36 @@ from hub.metrics import (
 )
 
 
+class Labelled:
+    """A metric whose labelled children are looked up once per label set.
+
+    ``prometheus_client``'s ``labels()`` validates the labels and takes a lock on every call; the
+    agents call it several times per record, with a handful of label sets (all bounded).
+    """
+
+    def __init__(self, metric: Any) -> None:
+        self.metric = metric
+        self._children: dict[tuple[tuple[str, str], ...], Any] = {}
+
+    def labels(self, **labels: str) -> Any:
+        """The child of ``labels`` (created on first use, as ``metric.labels(**labels)``)."""
+        key = tuple(labels.items())
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = self.metric.labels(**labels)
+        return child
+
+
 class PipelineMetrics:
     """The counters the agents update while they process."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
-        self.records_in = counter(AGENT_RECORDS_IN, registry)
-        self.records_out = counter(AGENT_RECORDS_OUT, registry)
-        self.dead_letters = counter(DEAD_LETTERS, registry)
-        self.state_applies = counter(STATE_APPLIES, registry)
-        self.latency = histogram(PROCESSING_LATENCY, registry)
+        self.records_in = Labelled(counter(AGENT_RECORDS_IN, registry))
+        self.records_out = Labelled(counter(AGENT_RECORDS_OUT, registry))
+        self.dead_letters = Labelled(counter(DEAD_LETTERS, registry))
+        self.state_applies = Labelled(counter(STATE_APPLIES, registry))
+        self.latency = Labelled(histogram(PROCESSING_LATENCY, registry))
 
     def value(self, name: str, **labels: str) -> float:
         """Current value of one sample (tests and ``/api/v1/status``); 0 when absent."""

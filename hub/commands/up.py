@@ -38,7 +38,6 @@ from hub.config import Settings, load_settings
 
 STATE_DIR = Path(".dvc-hub")
 STATE_FILE = STATE_DIR / "up.json"
-PROMETHEUS_PORT = 9090
 
 
 def _say(msg: str) -> None:
@@ -209,7 +208,7 @@ class Simulators:
 # --------------------------------------------------------------------------- up
 
 
-def _start_prometheus(settings: Settings, workdir: Path) -> Any:
+def _start_prometheus(settings: Settings) -> Any:
     """Start Debian's Prometheus on the hub's targets with the repository's rules; None if not installed."""
     from hub.prometheus import (
         PrometheusError,
@@ -219,13 +218,14 @@ def _start_prometheus(settings: Settings, workdir: Path) -> Any:
         hub_scrape_targets,
     )
 
+    cfg = settings.prometheus
     try:
         find_prometheus()
     except PrometheusError:
         return None
     server = PrometheusServer(
-        workdir, hub_scrape_targets(settings), port=PROMETHEUS_PORT, scrape_interval="5s",
-        rule_files=default_rule_files(),
+        cfg.data_dir, hub_scrape_targets(settings), host=cfg.host, port=cfg.port,
+        scrape_interval=cfg.scrape_interval, rule_files=default_rule_files(),
     )
     server.start()
     return server
@@ -305,14 +305,17 @@ def _up(args: argparse.Namespace) -> int:
                 _say(f"[3/{total}] {c.name}: NOT answering at {c.health_url} yet; see {c.log_path}")
 
         # 4. prometheus
-        try:
-            prometheus = _start_prometheus(settings, STATE_DIR / "prometheus")
-        except Exception as exc:  # noqa: BLE001 - optional part: say why and go on
-            _say(f"[4/{total}] prometheus: could not start ({exc}); the hub runs without it")
-        if prometheus is None:
-            _say(f"[4/{total}] prometheus: not installed (apt-get install prometheus); skipping")
+        if not settings.prometheus.enabled:
+            _say(f"[4/{total}] prometheus: disabled in the configuration")
         else:
-            _say(f"[4/{total}] prometheus: up")
+            try:
+                prometheus = _start_prometheus(settings)
+            except Exception as exc:  # noqa: BLE001 - optional part: say why and go on
+                _say(f"[4/{total}] prometheus: could not start ({exc}); the hub runs without it")
+            if prometheus is None:
+                _say(f"[4/{total}] prometheus: not started (install it: apt-get install prometheus)")
+            else:
+                _say(f"[4/{total}] prometheus: up at {prometheus.url}")
 
         # 5. where to look
         _say(f"[5/{total}] DVC Hub is up. Places to look:")
@@ -327,7 +330,7 @@ def _up(args: argparse.Namespace) -> int:
             lines["portal sync metrics"] = f"{ps}/metrics"
             lines["read API"] = f"{ps}/openapi.json"
         if prometheus is not None:
-            lines["prometheus"] = f"http://127.0.0.1:{PROMETHEUS_PORT}"
+            lines["prometheus"] = prometheus.url
         lines["simulators"] = (
             f"one-stop {sims.server.motcua_url}/donvi/<unit>, QLVB {sims.server.qlvb_url}, "
             f"portal {sims.server.portal_url}"
@@ -357,7 +360,7 @@ def _up(args: argparse.Namespace) -> int:
                         for c in children
                     },
                     "simulators": sims.progress(),
-                    "prometheus": f"http://127.0.0.1:{PROMETHEUS_PORT}" if prometheus is not None else None,
+                    "prometheus": prometheus.url if prometheus is not None else None,
                 }
             )
             if args.duration and time.monotonic() - started >= args.duration:

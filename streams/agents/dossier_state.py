@@ -27,18 +27,26 @@ Each table value is ``{"p": partition, "o": offset, "s": state}``:
 Errors never escape: a canonical event that fails to parse or to apply is a dead letter with
 stage ``state`` and the loop continues.
 
-The agent handles one event at a time (``stream.events()``), not batches: faust sends a table
-write to the changelog partition of the *current* event, which a batch would get wrong.
+The agent takes events in batches (``take_events``) but applies them one at a time, in topic
+order, each made faust's *current event* while it is applied (:func:`as_current`): faust sends a
+table write to the changelog partition of the current event, which a plain batch loop would get
+wrong. Before the batch is acked, :meth:`streams.app.HubRuntime.settle_writes` waits until every
+changelog record of the batch has reached the Kafka client, so faust's flush before the offset
+commit covers them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
+import weakref
+from collections.abc import Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import orjson
+from faust.streams import _current_event
 from pydantic import ValidationError
 
 from hub.deadletter import DeadLetter
@@ -59,6 +67,29 @@ AGENT = "dossier_state"
 #: Outcomes of ``dvchub_state_applies_total`` (bounded): "replayed" = a change already applied
 #: before a crash, met again because its offset was not committed.
 OUTCOMES = ("applied", "stale", "duplicate", "replayed")
+
+#: Events per batch, and how long to wait for a batch to fill (latency bound at low rates).
+BATCH_SIZE = 1_000
+BATCH_WITHIN_S = 0.05
+
+
+@contextlib.contextmanager
+def as_current(event: Any) -> Iterator[None]:
+    """Make ``event`` faust's current event while it is applied.
+
+    A table write goes to the changelog partition (and, with rocksdb://, the store partition) of
+    faust's *current event*. Inside ``take_events`` that is whichever event the stream read last,
+    possibly of another partition, so each event of a batch is made current while it is applied.
+    faust keeps the current event in a context variable of its ``streams`` module (what
+    ``Stream._set_current_event`` sets; that method also rebinds the stream's own attribute,
+    which ``take_events`` reads concurrently, so it is not used here).
+    """
+    token = _current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        _current_event.reset(token)
+
 
 def catalogue_key(partition: int, entry: CatalogueEntry) -> bytes:
     """Key of a catalogue row in the ``catalogue`` table: one per partition and validity range.
@@ -162,8 +193,16 @@ def register(app: faust.App, rt: HubRuntime) -> Any:
     """Register the state agent and the table-recovery hooks that rebuild the derived figures."""
 
     async def dossier_state(stream: Any) -> None:
-        async for event in stream.events():
-            await handle(rt, event)
+        # Batches for throughput (one wake-up per batch, not per record); each event is still
+        # applied on its own, in topic order, as the current event of the table (see as_current).
+        # take_events acks the batch only after this body has run, and settle_writes first makes
+        # sure every changelog record of the batch is in the Kafka client, which faust flushes
+        # before it commits the batch's offsets.
+        async for batch in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN_S):
+            for event in batch:
+                with as_current(event):
+                    await handle(rt, event)
+            await rt.settle_writes()
 
     canonical = rt.topics.canonical.get_topic_name()
 

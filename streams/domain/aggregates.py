@@ -42,6 +42,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
+from functools import lru_cache
 
 from hub.metrics import (
     DOSSIERS_FINISHED,
@@ -337,7 +338,12 @@ def _closed_periods(start_ts: int, bound_ts: int) -> Iterator[tuple[str, int]]:
 
 
 def _live_periods(as_of_ts: int, now_ts: int) -> Iterator[tuple[str, int]]:
-    """Periods P with P.end > as_of and P.start <= now, each with its reference instant min(P.end, now)."""
+    """Periods P with P.end > as_of and P.start <= now, each with its reference instant min(P.end, now).
+
+    The definition of the live figures of one open dossier. :class:`Aggregates` computes the same
+    figures for all open dossiers at once with bisections (:class:`_LiveGroup`);
+    ``tests/domain/test_live_figures.py`` checks the two agree.
+    """
     d = local_date(as_of_ts)
     n = local_date(now_ts)
     y, m = d.year, d.month
@@ -369,13 +375,102 @@ class _Open:
 _NO_DUE = 2**62  # sorts after every real due time: an open dossier without a due date is never overdue
 
 
+class _LiveGroup:
+    """Sorted times of the open dossiers of one (unit, level|channel) in one partition.
+
+    The live figures of a period P (one that ends after a dossier's ``as_of`` and starts by now)
+    are dominance counts over these lists, so they cost a few bisections per period instead of a
+    walk over every open dossier and every period since its ``as_of``:
+
+    * a period that has ended (end E <= now): open = #{as_of < E}, overdue = #{max(as_of, due) < E};
+    * the month, quarter and year of now (C = end of now's month): open = #{as_of < C},
+      overdue = #{as_of < C and due < now}.
+    """
+
+    __slots__ = ("asof", "dues", "reach")
+
+    def __init__(self) -> None:
+        self.asof: list[int] = []  # as_of of every open dossier
+        self.dues: list[int] = []  # due of those with a due date
+        self.reach: list[int] = []  # max(as_of, due) of those with a due date
+
+    def add(self, e: _Open) -> None:
+        bisect.insort(self.asof, e.as_of_ts)
+        if e.due_ts is not None:
+            bisect.insort(self.dues, e.due_ts)
+            bisect.insort(self.reach, max(e.as_of_ts, e.due_ts))
+
+    def remove(self, e: _Open) -> None:
+        _remove_sorted(self.asof, e.as_of_ts)
+        if e.due_ts is not None:
+            _remove_sorted(self.dues, e.due_ts)
+            _remove_sorted(self.reach, max(e.as_of_ts, e.due_ts))
+
+
+def _remove_sorted(values: list[int], value: int) -> None:
+    i = bisect.bisect_left(values, value)
+    if i < len(values) and values[i] == value:
+        values.pop(i)
+
+
+@lru_cache(maxsize=65536)
+def _live_keys(lc: str, year: int, month: int) -> tuple[str, str, str, str, str, str]:
+    """(open, overdue) count keys of the month, its quarter and its year, for one ``level|channel``."""
+    per = (f"{year}-{month:02d}", f"{year}-Q{(month - 1) // 3 + 1}", str(year))
+    return (f"open_end|{lc}|{per[0]}|", f"overdue_end|{lc}|{per[0]}|", f"open_end|{lc}|{per[1]}|",
+            f"overdue_end|{lc}|{per[1]}|", f"open_end|{lc}|{per[2]}|", f"overdue_end|{lc}|{per[2]}|")
+
+
+def _closed_live(lc: str, g: _LiveGroup, now_month: tuple[int, int], into: Counter[str]) -> None:
+    """Live figures of the periods that ended before now's month (see :class:`_LiveGroup`)."""
+    if not g.asof:
+        return
+    d = local_date(g.asof[0])
+    y, m = d.year, d.month
+    while (y, m) < now_month:
+        end = month_end_ts(y, m)
+        n_open = bisect.bisect_left(g.asof, end)
+        if n_open:
+            n_over = bisect.bisect_left(g.reach, end)
+            keys = _live_keys(lc, y, m)
+            last = 6 if m == 12 else 4 if m % 3 == 0 else 2
+            for i in range(0, last, 2):
+                into[keys[i]] += n_open
+                if n_over:
+                    into[keys[i + 1]] += n_over
+        y, m = (y + 1, 1) if m == 12 else (y, m + 1)
+
+
+def _current_live(lc: str, g: _LiveGroup, entries: Iterable[_Open], now_ts: int, into: Counter[str]) -> None:
+    """Live figures of now's month, quarter and year (see :class:`_LiveGroup`)."""
+    n = local_date(now_ts)
+    cut = month_end_ts(n.year, n.month)
+    n_open = bisect.bisect_left(g.asof, cut)
+    if not n_open:
+        return
+    n_over = bisect.bisect_left(g.dues, now_ts)
+    if n_open < len(g.asof) and n_over:
+        # dossiers whose as_of lies after now's month (a source clock ahead): not live yet anywhere
+        n_over -= sum(1 for e in entries if e.lc == lc and e.as_of_ts >= cut and e.due_ts is not None
+                      and e.due_ts < now_ts)
+    keys = _live_keys(lc, n.year, n.month)
+    for i in (0, 2, 4):
+        into[keys[i]] += n_open
+        if n_over:
+            into[keys[i + 1]] += n_over
+
+
 class _Partition:
-    __slots__ = ("dossiers", "dues", "open", "totals")
+    __slots__ = ("closed_cache", "dossiers", "dues", "live", "open", "totals")
 
     def __init__(self) -> None:
         self.totals: dict[str, Counter[str]] = {}
         self.open: dict[str, dict[str, _Open]] = {}  # unit -> ma_ho_so -> entry
         self.dues: dict[Group, list[int]] = {}  # group -> sorted due times of its open dossiers
+        self.live: dict[str, dict[str, _LiveGroup]] = {}  # unit -> "level|channel" -> sorted times
+        #: unit -> (now's month, live figures of the periods ended before it); dropped when the unit's
+        #: open dossiers change, so a publish of an unchanged unit costs no recount.
+        self.closed_cache: dict[str, tuple[tuple[int, int], Counter[str]]] = {}
         self.dossiers = 0
 
 
@@ -473,6 +568,11 @@ class Aggregates:
             self._remove_due(part, prev)
         part.open[v.unit_code][v.ma_ho_so] = entry
         bisect.insort(part.dues.setdefault(group, []), _NO_DUE if v.due_ts is None else v.due_ts)
+        lg = part.live.setdefault(v.unit_code, {}).get(entry.lc)
+        if lg is None:
+            lg = part.live[v.unit_code][entry.lc] = _LiveGroup()
+        lg.add(entry)
+        part.closed_cache.pop(v.unit_code, None)
 
     def _unindex(self, part: _Partition, v: DossierView) -> None:
         units = part.open.get(v.unit_code)
@@ -482,6 +582,11 @@ class Aggregates:
 
     @staticmethod
     def _remove_due(part: _Partition, entry: _Open) -> None:
+        unit = entry.group[0]
+        lg = part.live.get(unit, {}).get(entry.lc)
+        if lg is not None:
+            lg.remove(entry)
+        part.closed_cache.pop(unit, None)
         dues = part.dues.get(entry.group)
         if dues is None:
             return
@@ -522,11 +627,23 @@ class Aggregates:
         return {u: c for u, c in out.items() if c}
 
     def _live(self, part: _Partition, unit: str, now_ts: int, into: Counter[str]) -> None:
-        for e in part.open.get(unit, {}).values():
-            for per, ref in _live_periods(e.as_of_ts, now_ts):
-                into[f"open_end|{e.lc}|{per}|"] += 1
-                if e.due_ts is not None and e.due_ts < ref:
-                    into[f"overdue_end|{e.lc}|{per}|"] += 1
+        # Same figures as walking _live_periods(as_of, now) for every open dossier (the reference the
+        # tests compare with), from the sorted lists of _LiveGroup and a per-unit cache of ended periods.
+        groups = part.live.get(unit)
+        if not groups:
+            return
+        n = local_date(now_ts)
+        now_month = (n.year, n.month)
+        cached = part.closed_cache.get(unit)
+        if cached is None or cached[0] != now_month:
+            closed: Counter[str] = Counter()
+            for lc, g in groups.items():
+                _closed_live(lc, g, now_month, closed)
+            cached = part.closed_cache[unit] = (now_month, closed)
+        into.update(cached[1])
+        entries = part.open.get(unit, {}).values()
+        for lc, g in groups.items():
+            _current_live(lc, g, entries, now_ts, into)
 
     def unit_counts(self, partition: int, unit: str, now: datetime) -> Counter[str]:
         """Stored totals of (partition, unit) plus the live open/overdue-at-period-end part as of ``now``."""

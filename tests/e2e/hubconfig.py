@@ -24,13 +24,14 @@ class HubPorts:
     worker: int
     connectors: int
     portal_sync: int
+    prometheus: int
 
 
 def write_hub_config(
     tmp_path: Path, bootstrap: str, *, partitions: int = 4, extra: str = "", poll_interval_s: float = 0.5
 ) -> tuple[Path, HubPorts, str]:
     """A TOML file for a hub on ``bootstrap`` (embedded broker off); returns (path, ports, topic prefix)."""
-    ports = HubPorts(*(free_port() for _ in range(6)))
+    ports = HubPorts(*(free_port() for _ in range(7)))
     prefix = f"t{uuid.uuid4().hex[:8]}"
     text = DEFAULTS_FILE.read_text(encoding="utf-8")
     for old, new in (
@@ -48,11 +49,13 @@ def write_hub_config(
         ("web_port = 6066", f"web_port = {ports.worker}"),
         ("port = 9465", f"port = {ports.connectors}"),
         ("port = 9466", f"port = {ports.portal_sync}"),
+        ("port = 9090", f"port = {ports.prometheus}"),
         ("poll_interval_s = 5.0", f"poll_interval_s = {poll_interval_s}"),
     ):
         assert old in text, f"the defaults file changed: {old!r} not found"
         text = text.replace(old, new)
     topics = "\n".join(f'{name} = "{prefix}.{default}"' for name, default in TopicSettings().model_dump().items())
+    text = text.replace("[prometheus]", f'[prometheus]\ndata_dir = "{tmp_path / "prometheus"}"', 1)
     text += f"\n[topics]\n{topics}\n{extra}\n"
     path = tmp_path / "hub.toml"
     path.write_text(text, encoding="utf-8")

@@ -20,13 +20,22 @@ from prometheus_client.parser import text_string_to_metric_families
 from hub.config import Settings, load_settings
 from hub.deadletter import DeadLetter
 from hub.kafka import ensure_topics, hub_topics, producer
-from hub.metrics import DOMAIN_METRICS
+from hub.metrics import (
+    DOMAIN_METRICS,
+    KPI766_RATE,
+    KPI766_SCORE,
+    PROCEDURES_OFFERED,
+    PROCEDURES_WITHOUT_DOSSIER,
+)
 from streams.collector import to_families
 from streams.topics import RAW_SOURCES
 
 from .gen import Recount, Scenario
 
-DOMAIN_NAMES = {m.name for m in DOMAIN_METRICS}
+#: Gauges every worker exposes as an identical city-wide copy (streams.merged): not summed over workers.
+MERGED_NAMES = {m.name for m in (KPI766_RATE, KPI766_SCORE, PROCEDURES_OFFERED, PROCEDURES_WITHOUT_DOSSIER)}
+#: The additive domain gauges: a worker's partitions only, summed over workers.
+DOMAIN_NAMES = {m.name for m in DOMAIN_METRICS} - MERGED_NAMES
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -170,11 +179,11 @@ def caught_up(workers: list[Worker], partitions: int) -> bool:
 Sample = tuple[str, frozenset[tuple[str, str]]]
 
 
-def domain_samples_from_text(text: str) -> dict[Sample, float]:
+def domain_samples_from_text(text: str, names: set[str] = DOMAIN_NAMES) -> dict[Sample, float]:
     out: dict[Sample, float] = {}
     for fam in text_string_to_metric_families(text):
         for s in fam.samples:
-            if s.name in DOMAIN_NAMES:
+            if s.name in names:
                 k = (s.name, frozenset(s.labels.items()))
                 out[k] = out.get(k, 0.0) + s.value
     return out

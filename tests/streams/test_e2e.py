@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from hub.commands.report import live_counts, make_report
+from hub.commands.report import live_catalogue, live_counts, make_report
 from hub.config import Settings
 from schemas.calendar import TZ
 from schemas.figures import merge_counts
@@ -24,6 +24,7 @@ from streams.domain.report import build_report, render
 
 from .gen import Recount, recount, scenario
 from .harness import (
+    MERGED_NAMES,
     Worker,
     caught_up,
     dead_letters,
@@ -188,3 +189,46 @@ def test_two_workers_share_the_partitions(hub):
     assert sa["partitions"], sa  # both workers got a share
     assert sb["partitions"], sb
     check_figures(settings, [a, b], rc, sc, exact_dead_letters=True)
+
+
+def test_merged_gauges_equal_the_report_from_the_partials(hub):
+    """766 and catalogue gauges: one identical city-wide copy per worker, equal to build_report's figures."""
+    settings, spawn = hub
+    sc = scenario(n_dossiers=120, seed=4)
+    produce(settings, sc.records)
+    a, b = spawn("a"), spawn("b")
+    wait_until(lambda: caught_up([a, b], PARTITIONS), 120, "two workers to share and catch up", [a, b])
+    rc = recount(sc)
+    want_counts = expected_partials(rc, datetime.now(TZ))
+    wait_until(lambda: live_partials(settings) == want_counts, 30, "partials equal to the recount")
+    period = "2021-Q1"
+    report = build_report(live_counts(settings), live_catalogue(settings), _registry(), period, None,
+                          settings.targets, settings.kpi)
+    want: dict[Any, float] = {}
+    for row in report.rows:
+        base = {"unit": row.code, "tier": row.tier}
+        for level, n in row.offered.items():
+            if level == "KHONG_TRUC_TUYEN":  # the gauge counts online procedures only (merged_samples)
+                continue
+            want[("dvchub_procedures_offered", frozenset({**base, "level": level}.items()))] = float(n)
+        per = {**base, "period": period, "period_kind": "quarter"}
+        for level, n in row.without_dossier.items():
+            want[("dvchub_procedures_without_dossier", frozenset({**per, "level": level}.items()))] = float(n)
+        for code, ind in row.indicators.items():
+            if ind.rate is not None:
+                want[("dvchub_kpi766_rate_ratio", frozenset({**per, "indicator": code}.items()))] = ind.rate
+            if ind.score is not None:
+                want[("dvchub_kpi766_score", frozenset({**per, "indicator": code}.items()))] = ind.score
+    assert any(k[0] == "dvchub_kpi766_score" and v > 0 for k, v in want.items())
+
+    def quarter_gauges(w: Worker) -> dict[Any, float]:
+        got = domain_samples_from_text(w.metrics_text(), MERGED_NAMES)
+        return {k: v for k, v in got.items()
+                if k[0] == "dvchub_procedures_offered" or ("period", period) in k[1]}
+
+    # The readers follow the partials topic: wait until both workers expose what the report says.
+    try:
+        wait_until(lambda: quarter_gauges(a) == want and quarter_gauges(b) == want, 30,
+                   "merged gauges equal to the report on both workers", [a, b])
+    except AssertionError:
+        raise AssertionError("merged gauges differ from the report: " + diff(quarter_gauges(a), want)) from None
