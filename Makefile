@@ -27,7 +27,7 @@ lint: setup
 	$(BIN)/ruff check .
 
 typecheck: setup
-	$(BIN)/mypy hub connectors streams schemas
+	$(BIN)/mypy hub connectors streams schemas bench
 
 test: lint typecheck
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -60,7 +60,19 @@ def hub_topics(settings: Settings) -> list[NewTopic]:
     """Every topic the hub owns, with its partitions and retention policy."""
     t, k = settings.topics, settings.kafka
     parts, rf = k.partitions, k.replication_factor
-    compacted = {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"}
+    # Compacted topics are read from the start by every reader (cursors, partials, sync state):
+    # small segments and an eager cleaner keep that read short. The active segment is never
+    # compacted, so with Kafka's 1 GiB / 7-day default a busy partials topic would keep every
+    # publish since the start and `dvc-hub report` would read gigabytes.
+    compacted = {
+        "cleanup.policy": "compact",
+        "segment.ms": "60000",
+        "segment.bytes": str(16 * 1024 * 1024),
+        "min.cleanable.dirty.ratio": "0.1",
+        "min.compaction.lag.ms": "0",
+        "max.compaction.lag.ms": "300000",
+        "delete.retention.ms": "3600000",
+    }
     return [
         NewTopic(t.raw_motcua, parts, rf),
         NewTopic(t.raw_qlvb, parts, rf),

@@ -53,7 +53,9 @@ def read_compacted(kafka: KafkaSettings, topic: str, timeout_s: float = READ_TIM
     try:
         # Fail in seconds, not the 30 s default, when nothing listens: the user is waiting.
         cons = consumer(kafka, "report", request_timeout_ms=int(timeout_s * 1000) + 1000,
-                        bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS)
+                        bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
+                        # Partial figures are large records: fetch them in big bites.
+                        max_partition_fetch_bytes=16 * 1024 * 1024, fetch_max_bytes=64 * 1024 * 1024)
     except KafkaError as exc:
         raise BrokerUnreachableError(
             f"Kafka at {kafka.bootstrap_servers} is unreachable ({exc}); {BROKER_HINT}"
@@ -67,13 +69,17 @@ def read_compacted(kafka: KafkaSettings, topic: str, timeout_s: float = READ_TIM
         cons.seek_to_beginning(*tps)
         ends = cons.end_offsets(tps)
         latest: dict[bytes, bytes] = {}
+        # A stall timeout, not a total one: a long topic that keeps arriving is read to its end.
         deadline = time.monotonic() + timeout_s
         while any(cons.position(tp) < ends[tp] for tp in tps):
             if time.monotonic() > deadline:
                 raise BrokerUnreachableError(
-                    f"reading {topic} did not reach its end within {timeout_s:.0f}s; {BROKER_HINT}"
+                    f"reading {topic} made no progress for {timeout_s:.0f}s; {BROKER_HINT}"
                 )
-            for records in cons.poll(timeout_ms=500, max_records=5000).values():
+            polled = cons.poll(timeout_ms=500, max_records=5000)
+            if polled:
+                deadline = time.monotonic() + timeout_s
+            for records in polled.values():
                 for r in records:
                     if r.key is None:
                         continue

@@ -46,7 +46,7 @@ def write_hub_config(
         ("enabled = true\ndata_dir = \".dvc-hub/kafka\"", f"enabled = false\ndata_dir = \"{tmp_path / 'kafka'}\""),
         ('app_id = "dvc-hub"', f'app_id = "dvc-hub-{prefix}"'),
         ('data_dir = ".dvc-hub/worker"', f'data_dir = "{tmp_path / "worker"}"'),
-        ("web_port = 6066", f"web_port = {ports.worker}"),
+        ("web_port = 6066", f"web_port = {ports.worker}\npartials_interval_s = 1.0"),
         ("port = 9465", f"port = {ports.connectors}"),
         ("port = 9466", f"port = {ports.portal_sync}"),
         ("port = 9090", f"port = {ports.prometheus}"),

@@ -21,7 +21,14 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from hub.broker import EmbeddedBroker
+from hub.prometheus import PrometheusServer
+from hub.scenario.thanhhoa2021 import build_scenario
+from hub.scenario.truth import GroundTruth
 from tests.e2e.hubconfig import write_hub_config
+from tests.observability.test_e2e_prometheus import (
+    assert_every_panel_returns_data,
+    assert_every_recording_rule_returns_data,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
@@ -115,3 +122,40 @@ def test_scenario_reproduces_the_city_figures(running_hub) -> None:
     year = {"channel": "TRUC_TUYEN", "period": "2020", "period_kind": "year"}
     assert _metric_sum(metrics, "dvchub_dossiers_received", level="MOT_PHAN", **year) == 3414
     assert _metric_sum(metrics, "dvchub_dossiers_received", level="TOAN_TRINH", **year) == 126
+
+    # Three ways: the hub's state (report) = Prometheus (the server `up` started, with the
+    # repository's rules) = a recount from the scenario's ground truth, for every unit and level.
+    truth = GroundTruth(build_scenario())
+    prom = PrometheusServer(cwd / "prom-client", [], port=ports.prometheus)
+    q1 = 'period="2021-Q1", period_kind="quarter"'
+    queries = {
+        "received_online": f'sum by (unit, level) (dvchub_dossiers_received{{{q1}, channel="TRUC_TUYEN"}})',
+        "finished_late": f'sum by (unit, level) (dvchub_dossiers_finished{{{q1}, timeliness="late"}})',
+    }
+    deadline = time.monotonic() + 60
+    while True:  # Prometheus scrapes every few seconds: wait for the caught-up values
+        in_prom = {
+            (name, smp.labels["unit"], smp.labels["level"]): smp.value
+            for name, expr in queries.items() for smp in prom.query(expr)
+        }
+        online = sum(v for (name, _, _), v in in_prom.items() if name == "received_online")
+        if online == 4445 + 3282 or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    levels = {"MOT_PHAN": 3, "TOAN_TRINH": 4}
+    by_unit = {u["code"]: u for u in report["units"]}
+    mismatches = []
+    for unit in (u.code for u in truth.scenario.units):
+        for level, muc_do in levels.items():
+            row = by_unit[unit]["levels"][level] if unit in by_unit else {}
+            for name, want in (
+                ("received_online", truth.figure("received", unit=unit, level=muc_do, channel="2")),
+                ("finished_late", truth.figure("finished_late", unit=unit, level=muc_do)),
+            ):
+                hub_state = row.get(name, 0)
+                prom_value = in_prom.get((name, unit, level), 0)
+                if not want == hub_state == prom_value:
+                    mismatches.append((name, unit, level, want, hub_state, prom_value))
+    assert not mismatches, mismatches[:10]
+    assert_every_recording_rule_returns_data(prom)
+    assert_every_panel_returns_data(prom)
