@@ -27,6 +27,8 @@ from typing import Literal
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 
+from hub.deadletter import REASONS
+
 MetricType = Literal["gauge", "counter", "histogram"]
 
 NAMESPACE = "dvchub"
@@ -183,6 +185,19 @@ def counter(spec: MetricSpec, registry: CollectorRegistry) -> Counter:
     """A prometheus_client Counter for a catalogue entry."""
     assert spec.type == "counter", spec
     return Counter(_PROM_NAME[spec.name], spec.help, spec.labels, registry=registry)
+
+
+def dead_letter_counter(stage: str, registry: CollectorRegistry) -> Counter:
+    """``dvchub_dead_letters_total`` with this stage's series started at 0 for every known reason.
+
+    A counter that appears only with the first dead letter has no series before it, so rates and
+    alerts over it read "no data" instead of 0; the reasons are a fixed vocabulary, so this is
+    bounded (``hub.deadletter.REASONS``).
+    """
+    c = counter(DEAD_LETTERS, registry)
+    for reason in REASONS:
+        c.labels(stage=stage, reason=reason)
+    return c
 
 
 def gauge(spec: MetricSpec, registry: CollectorRegistry) -> Gauge:

@@ -80,7 +80,7 @@ class ConnectorMetrics:
         self.cursor_age = m.gauge(m.CONNECTOR_CURSOR_AGE, registry)
         self.last_success = m.gauge(m.CONNECTOR_LAST_SUCCESS, registry)
         self.up = m.gauge(m.CONNECTOR_UP, registry)
-        self.dead_letters = m.counter(m.DEAD_LETTERS, registry)
+        self.dead_letters = m.dead_letter_counter("connector", registry)
 
     def count_retry(self, connector: str, type_: str, reason: str) -> None:
         """A retried request (``on_retry`` of the HTTP client): errors_total by reason."""

@@ -9,13 +9,13 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry
 
 from hub.metrics import (
-    DEAD_LETTERS,
     PORTAL_BREAKER_STATE,
     PORTAL_BREAKER_TRANSITIONS,
     PORTAL_OLDEST_UNPUSHED,
     PORTAL_PUSHES,
     PORTAL_RETRIES,
     counter,
+    dead_letter_counter,
     gauge,
 )
 
@@ -31,7 +31,7 @@ class SyncMetrics:
         self.retries = counter(PORTAL_RETRIES, self.registry)
         self.breaker_state = gauge(PORTAL_BREAKER_STATE, self.registry)
         self.oldest_unpushed = gauge(PORTAL_OLDEST_UNPUSHED, self.registry)
-        self.dead_letters = counter(DEAD_LETTERS, self.registry)
+        self.dead_letters = dead_letter_counter("portal_sync", self.registry)
         self.breaker_transitions = counter(PORTAL_BREAKER_TRANSITIONS, self.registry)
         for kind in ("dossier", "progress", "stats"):
             self.oldest_unpushed.labels(kind=kind).set(0)
