@@ -7,7 +7,9 @@ A dead letter says *where* the input came from and *why* it was refused, in Kafk
 (``dlq.stage``, ``dlq.reason``, ``dlq.source``, ``dlq.topic``, ``dlq.partition``,
 ``dlq.offset``, ``dlq.event_id``) and in a JSON body (:class:`DeadLetter`). It never carries
 personal data: the payload is the already-scrubbed raw record where there is one, and free text
-(error messages, excerpts of an unparseable body) goes through :func:`hub.privacy.redact_text`.
+(error messages) goes through :func:`hub.privacy.redact_text` with quoted values masked, and an
+unparseable body is kept only as its shape (:func:`shape_of`: letters and digits masked), since a
+body that cannot be parsed cannot be scrubbed field by field.
 
 ``reason`` is a short key from a fixed vocabulary (it becomes a metric label); ``detail`` is
 the human explanation, saying what to do.
@@ -16,6 +18,7 @@ the human explanation, saying what to do.
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -42,6 +45,22 @@ REASONS = (
 )
 
 MAX_EXCERPT = 2_000
+_QUOTED = re.compile(r"(['\"])(.*?)(\1)")
+
+
+def shape_of(text: str) -> str:
+    """The shape of unreadable input without its content: letters become ``x``, digits ``9``.
+
+    A dead letter must say what was wrong without carrying a name: input that could not be parsed
+    cannot be scrubbed field by field, so only its structure (brackets, quotes, separators, lengths)
+    is kept — enough to see a truncated body, a stray DTD, or a value where an object belongs.
+    """
+    return "".join("9" if c.isdigit() else "x" if c.isalnum() else c for c in text)
+
+
+def mask_quoted(text: str) -> str:
+    """Mask quoted values in an error message (parsers quote the offending input)."""
+    return _QUOTED.sub(lambda m: m.group(1) + shape_of(m.group(2)) + m.group(3), text)
 
 
 class DeadLetter(BaseModel):
@@ -82,9 +101,10 @@ class DeadLetter(BaseModel):
         excerpt = None
         if raw is not None:
             text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
-            excerpt = redact_text(text[:MAX_EXCERPT])
+            excerpt = shape_of(text[:MAX_EXCERPT])
         return cls(
-            stage=stage, reason=reason, detail=redact_text(detail)[:MAX_EXCERPT], source=source, topic=topic,
+            stage=stage, reason=reason, detail=redact_text(mask_quoted(detail))[:MAX_EXCERPT], source=source,
+            topic=topic,
             partition=partition, offset=offset, event_id=event_id, payload=payload, excerpt=excerpt,
         )
 

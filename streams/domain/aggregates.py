@@ -300,7 +300,10 @@ def contribution_keys(v: DossierView, catalogue: Catalogue | None = None) -> set
         _add(out, u, _FINISHED[kind], lc, end)
         if v.electronic_result:
             _add(out, u, "electronic_result", lc, end)
-        if catalogue is not None and catalogue.paper_result(u, v.procedure_code, local_date(end)):
+        # The catalogue row the dossier was filed under (as for fees), not the one valid when it
+        # finished: a procedure retired meanwhile still had a paper result for this dossier.
+        row_day = local_date(recv if recv is not None else end)
+        if catalogue is not None and catalogue.paper_result(u, v.procedure_code, row_day):
             _add(out, u, "paper_result_procedure", lc, end)
     elif v.status == 3 and end is not None:
         _add(out, u, "refused", lc, end)

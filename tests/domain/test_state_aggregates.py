@@ -198,7 +198,14 @@ def test_catalogue_levels_over_time_and_without_dossier():
     agg.apply_change(0, None, v)
     tot = agg.totals()["14767"]
     assert tot["fee_bearing|TOAN_TRINH|TRUC_TUYEN|2021-03|"] == 1
-    assert tot["paper_result_procedure|TOAN_TRINH|TRUC_TUYEN|2021-03|"] == 1
+    # Filed (received) on 03-10 under the row without a paper result, finished under the new one:
+    # the row it was filed under decides.
+    assert tot["paper_result_procedure|TOAN_TRINH|TRUC_TUYEN|2021-03|"] == 0
+    late = must_view(apply(None, dossier("L", proc="P1", status=10, received=t(2021, 3, 15, 9),
+                                         finished=t(2021, 3, 16))))
+    agg.apply_change(0, None, late)
+    assert agg.totals()["14767"]["paper_result_procedure|TOAN_TRINH|TRUC_TUYEN|2021-03|"] == 1
+    agg.apply_change(0, late, None)
     cat.add(entry("P1", 3, "2020-01-01T00:00:00+07:00", "2021-03-15T00:00:00+07:00", fee=False))
     assert agg.stale_partitions() == [0]
     agg.rebuild(0, [v])

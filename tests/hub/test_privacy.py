@@ -50,3 +50,14 @@ def test_dead_letter_redacts_raw_excerpt_and_detail() -> None:
 def test_unknown_reason_is_bounded() -> None:
     dl = DeadLetter.make(stage="normalize", reason="something new", detail="?", source="x")
     assert dl.reason == "unexpected"
+
+
+def test_dead_letter_keeps_only_the_shape_of_unreadable_input() -> None:
+    dl = DeadLetter.make(
+        stage="connector", reason="invalid_json", detail="bad value 'Nguyễn Văn A' at line 1",
+        source="motcua", raw='{"ChuHoSo": "Nguyễn Văn A", "MaHoSo": "H56.1',
+    )
+    blob = dl.value().decode("utf-8")
+    assert "Nguy" not in blob
+    assert "Văn" not in blob
+    assert dl.excerpt == '{"xxxxxxx": "xxxxxx xxx x", "xxxxxx": "x99.9'
