@@ -60,8 +60,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    # One line per HTTP request (35 one-stop instances polling) drowns every useful line.
-    for noisy in ("httpx", "httpcore"):
+    # One line per HTTP request (35 one-stop instances polling) or per Kafka connection drowns every
+    # useful line; -v brings them back.
+    for noisy in ("httpx", "httpcore", "kafka", "aiokafka"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     func: Callable[[argparse.Namespace], int] | None = getattr(args, "func", None)
     if func is None:
