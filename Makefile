@@ -8,7 +8,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test lint typecheck unit soak bench clean
+.PHONY: setup demo test lint typecheck unit reliability soak bench clean
 
 $(BIN)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required: install python3.11 and run make PYTHON=python3.11 ...")'
@@ -34,6 +34,9 @@ test: lint typecheck
 
 unit: setup
 	$(BIN)/pytest -m 'not e2e and not soak' $(PYTEST_ARGS)
+
+reliability: setup
+	$(BIN)/pytest -m 'not soak' tests/reliability $(PYTEST_ARGS)
 
 soak: setup
 	$(BIN)/pytest -m soak tests/reliability $(PYTEST_ARGS)
