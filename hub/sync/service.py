@@ -330,7 +330,10 @@ class SyncService:
                     await asyncio.wait({task}, timeout=1.0)
                     self._update_oldest()
                     if stop.is_set() and not task.done():
+                        # Stopping: the batch is abandoned uncommitted and re-delivered on restart.
                         task.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await task
                         break
                     if not task.done():
                         # Paused: fetches nothing, but proves to the group coordinator we are alive.
