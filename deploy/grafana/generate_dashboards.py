@@ -389,7 +389,9 @@ def operations() -> dict[str, Any]:
           "Số bản ghi các connector đã ghi vào Kafka (được xác nhận), mỗi giây.",
           [target("type:dvchub_connector_records:rate5m", "A", "{{type}}")], w=8, h=5, unit=per_s)
     b.add("timeseries", "Lỗi connector theo lý do", "Số lỗi mỗi giây của connector, theo loại nguồn và lý do.",
-          [target(f"sum by (type, reason) (rate(dvchub_connector_errors_total[{ri}]))", "A", "{{type}} {{reason}}")],
+          # "or vector(0)": a hub without a single error shows 0, not "No data" (the counter has no series yet).
+          [target(f"sum by (type, reason) (rate(dvchub_connector_errors_total[{ri}])) or vector(0)", "A",
+                  "{{type}} {{reason}}")],
           w=8, h=5, unit=per_s)
     b.add("table", "Trạng thái từng connector",
           "Từng connector: lần lấy gần nhất thành công hay không, con trỏ chậm hơn nguồn bao lâu, "
@@ -456,7 +458,8 @@ def operations() -> dict[str, Any]:
     b.add("timeseries", "Lượt đồng bộ theo loại và kết quả", "Số lượt gửi lên Cổng mỗi giây theo loại và kết quả.",
           [target("kind_outcome:dvchub_portal_pushes:rate5m", "A", "{{kind}} {{outcome}}")], w=7, h=7, unit=per_s)
     b.add("timeseries", "Gửi lại theo lý do", "Số yêu cầu gửi lại mỗi giây theo loại và lý do (lỗi, 429, hết giờ...).",
-          [target(f"sum by (kind, reason) (rate(dvchub_portal_retries_total[{ri}]))", "A", "{{kind}} {{reason}}")],
+          [target(f"sum by (kind, reason) (rate(dvchub_portal_retries_total[{ri}])) or vector(0)", "A",
+                  "{{kind}} {{reason}}")],
           w=7, h=7, unit=per_s)
 
     return dashboard("dvchub-van-hanh", "Hub — Vận hành",

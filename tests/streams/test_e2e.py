@@ -182,7 +182,7 @@ def test_two_workers_share_the_partitions(hub):
     rc = recount(sc)
     produce(settings, sc.records)
     a, b = spawn("a"), spawn("b")
-    wait_until(lambda: caught_up([a, b], PARTITIONS), 120, "two workers to share and catch up", [a, b])
+    wait_until(lambda: caught_up([a, b], PARTITIONS), 240, "two workers to share and catch up", [a, b])
     sa, sb = a.status(), b.status()
     assert sa
     assert sb
@@ -197,7 +197,7 @@ def test_merged_gauges_equal_the_report_from_the_partials(hub):
     sc = scenario(n_dossiers=120, seed=4)
     produce(settings, sc.records)
     a, b = spawn("a"), spawn("b")
-    wait_until(lambda: caught_up([a, b], PARTITIONS), 120, "two workers to share and catch up", [a, b])
+    wait_until(lambda: caught_up([a, b], PARTITIONS), 240, "two workers to share and catch up", [a, b])
     rc = recount(sc)
     want_counts = expected_partials(rc, datetime.now(TZ))
     wait_until(lambda: live_partials(settings) == want_counts, 30, "partials equal to the recount")
