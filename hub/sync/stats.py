@@ -188,6 +188,7 @@ class StatsProducer:
         self.partials: dict[str, UnitFigures] = {}
         self._dirty: set[str] = set()
         self._last_change = 0.0
+        self._dirty_since = 0.0
         self._last_full = monotonic()
         #: Digest of the last body written per (ky, unit): unchanged figures are not written again.
         self.written: dict[str, str] = {}
@@ -200,13 +201,18 @@ class StatsProducer:
         if old is not None and old.counts == partial.counts and old.unit_tier == partial.unit_tier:
             return
         self.partials[key] = partial
-        self._dirty.add(partial.unit_code)
-        self._last_change = self._mono()
+        self._mark_dirty({partial.unit_code})
 
     def catalogue_changed(self) -> None:
         """The procedure catalogue changed: every unit's ``thu_tuc`` may have, so all are due (debounced)."""
-        self._dirty |= {p.unit_code for p in self.partials.values()}
-        self._last_change = self._mono()
+        self._mark_dirty({p.unit_code for p in self.partials.values()})
+
+    def _mark_dirty(self, units: set[str]) -> None:
+        now = self._mono()
+        if not self._dirty:
+            self._dirty_since = now
+        self._dirty |= units
+        self._last_change = now
 
     def unit_counts(self) -> dict[str, Counter[str]]:
         """Each unit's figures: the sum of the latest partial of every partition."""
@@ -236,7 +242,12 @@ class StatsProducer:
             return 0
         mono = self._mono()
         units: set[str] = set()
-        if self._dirty and mono - self._last_change >= self._debounce:
+        # Quiet for the debounce, or dirty for long: a worker publishing partials every few seconds
+        # during live traffic is never quiet, and its statistics must still reach the portal.
+        max_wait = max(30.0, 6 * self._debounce)
+        if self._dirty and (
+            mono - self._last_change >= self._debounce or mono - self._dirty_since >= max_wait
+        ):
             units |= self._dirty
         if mono - self._last_full >= self._interval:
             units |= {p.unit_code for p in self.partials.values()}

@@ -219,3 +219,34 @@ async def test_a_refused_batch_is_halved_until_only_the_bad_dossier_is_dead_lett
     assert sorted(i.ma_ho_so for i in accepted) == ["A", "B", "C", "D", "E", "F"]
     assert dead == ["dossier:BAD:1"]
     assert service.dossiers["BAD"].outcome == "rejected"
+
+
+async def test_statistics_are_written_under_a_steady_stream_of_changes() -> None:
+    """A live worker republishes partials every few seconds: the debounce alone would never fire."""
+    from collections import Counter as _Counter
+    from datetime import UTC as _UTC
+    from datetime import datetime as _dt
+
+    from hub.sync.stats import StatsProducer
+    from schemas.figures import UnitFigures, count_key
+
+    clock = [0.0]
+    written: list[bytes] = []
+
+    async def write(key: bytes, value: bytes) -> None:
+        written.append(key)
+
+    now = _dt(2021, 3, 15, tzinfo=_UTC)
+    producer = StatsProducer(
+        write, now=lambda: now, debounce_s=5.0, interval_s=3600.0, monotonic=lambda: clock[0],
+        builder=lambda ky, unit, tier, counts, at: {"ky": ky, "n": sum(counts.values())},
+    )
+    for step in range(40):  # a change every 2 s: never 5 s of quiet
+        clock[0] = 2.0 * step
+        counts = _Counter({count_key("received", "MOT_PHAN", "TRUC_TUYEN", "2021-03"): step + 1})
+        producer.apply(UnitFigures(partition=0, unit_code="14767", unit_tier="XA", generated_at=now, counts=counts))
+        await producer.flush_due()
+        if written:
+            break
+    assert written, "no statistics written while changes kept coming"
+    assert clock[0] <= 32.0  # within the 30 s max wait
