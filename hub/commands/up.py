@@ -182,13 +182,16 @@ class Simulators:
             qlvb_port=settings.simulators.qlvb_port, portal_port=settings.simulators.portal_port,
         )
         self._thread: threading.Thread | None = None
+        self._stop_generator = threading.Event()
 
     def start(self) -> None:
         self.server.start()
         if self.player is not None:
             self.player.start()
         else:
-            self._thread = threading.Thread(target=self.generator.run_forever, name="live-generator", daemon=True)
+            self._thread = threading.Thread(
+                target=self.generator.run_forever, args=(self._stop_generator,), name="live-generator", daemon=True
+            )
             self._thread.start()
 
     def progress(self) -> dict[str, Any]:
@@ -200,8 +203,9 @@ class Simulators:
     def stop(self) -> None:
         if self.player is not None:
             self.player.stop()
-        if self.generator is not None:
-            self.generator.stop()
+        self._stop_generator.set()
+        if self._thread is not None:
+            self._thread.join(5)
         self.server.stop()
 
 
@@ -375,11 +379,13 @@ def _up(args: argparse.Namespace) -> int:
         if prometheus is not None:
             with contextlib.suppress(Exception):
                 prometheus.stop()
-        if sims is not None:
-            sims.stop()
-        if broker is not None and not args.keep_broker:
-            _say("stopping broker...")
-            broker.stop()
+        try:
+            if sims is not None:
+                sims.stop()
+        finally:
+            if broker is not None and not args.keep_broker:
+                _say("stopping broker...")
+                broker.stop()
         with contextlib.suppress(FileNotFoundError):
             STATE_FILE.unlink()
         _say("stopped.")
