@@ -26,7 +26,9 @@ from schemas.raw import RawRecord
 from tests.reliability.conftest import FAST_SCALE
 from tests.reliability.harness import HubUnderTest, wait_until
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
+# One shared hub for five scenarios (~6 min): `make reliability`, not the CI subset, to keep `make test` under
+# 20 minutes. The narrower dead-letter and privacy checks run in CI under tests/streams, tests/connectors, tests/hub.
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(1800)]
 
 HOSTILE_XML = {
     "dtd": b'<?xml version="1.0"?><!DOCTYPE a [<!ELEMENT a ANY>]><a>1</a>',
