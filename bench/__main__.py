@@ -45,9 +45,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, default=30.0, help="latency: seconds of changes per rate (default 30)")
     p.add_argument("--poll", type=float, default=1.0, help="latency: connectors' poll_interval_s (default 1)")
     p.add_argument("--repeats", type=int, default=3, help="repeats of short measurements (default 3)")
-    p.add_argument("--profile", action="store_true", help="throughput: run the worker under cProfile")
-    p.add_argument("--linger-ms", type=int, help="throughput: also run a worker with faust producer_linger_ms "
-                   "set to this (bench.variant), on the same data")
+    p.add_argument("--profile", action="store_true",
+                   help="throughput: sample the worker with py-spy while it applies (the shares go in the result)")
+    p.add_argument("--baseline", metavar="REV",
+                   help="throughput: also run the worker of this git revision on the same input (before/after)")
     p.add_argument("--skip", default="", help="with 'all': benchmarks to leave out, comma-separated")
     p.add_argument("--bootstrap", help="use this Kafka instead of starting a private embedded broker")
     p.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help="where results JSON go")
@@ -67,8 +68,10 @@ def _command(args: argparse.Namespace, name: str) -> str:
     parts = ["python", "-m", "bench", name]
     if name in DEFAULTS:
         parts += ["--dossiers", str(_size(args, name))]
-    if name == "throughput" and args.linger_ms is not None:
-        parts += ["--linger-ms", str(args.linger_ms)]
+    if name == "throughput" and args.profile:
+        parts += ["--profile"]
+    if name == "throughput" and args.baseline is not None:
+        parts += ["--baseline", args.baseline]
     if name == "latency":
         parts += ["--rates", args.rates, "--duration", f"{args.duration:g}", "--poll", f"{args.poll:g}"]
     return shlex.join(parts)
@@ -112,7 +115,7 @@ def _run(name: str, args: argparse.Namespace, bs: str, run_dir: Path, shared: di
     run_dir.mkdir(parents=True, exist_ok=True)
     if name == "throughput":
         return pipeline.throughput(bs, run_dir, dossiers=_size(args, name), repeats=args.repeats, profile=args.profile,
-                                   linger_ms=args.linger_ms)
+                                   baseline=args.baseline)
     if name == "scaling":
         return pipeline.scaling(bs, run_dir, dossiers=_size(args, name))
     if name == "backfill":

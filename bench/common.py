@@ -216,12 +216,13 @@ class Proc:
         self.log_path = log_path
         self.env = env
         self.proc: subprocess.Popen[bytes] | None = None
+        self.cwd = ROOT
 
     def start(self) -> Proc:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                self.argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                self.argv, cwd=self.cwd, stdout=log, stderr=subprocess.STDOUT,
                 env={**os.environ, "PYTHONUNBUFFERED": "1", **(self.env or {})},
             )
         return self
@@ -261,14 +262,15 @@ class WorkerProc(Proc):
     """``python -m hub.commands.worker`` on its own web port, read through /metrics and /api/v1/status."""
 
     def __init__(self, config: Path, run_dir: Path, name: str, store: str | None = None,
-                 linger_ms: int | None = None) -> None:
+                 tree: Path | None = None) -> None:
         self.port = free_port()
-        # linger_ms: run the bench.variant wrapper (faust producer batching) instead of the stock entry point.
-        entry = ["hub.commands.worker"] if linger_ms is None else ["bench.variant", "--linger-ms", str(linger_ms), "--"]
-        argv = [sys.executable, "-m", *entry, "--config", str(config), "--web-port", str(self.port)]
+        argv = [sys.executable, "-m", "hub.commands.worker", "--config", str(config), "--web-port", str(self.port)]
         if store:
             argv += ["--store", store]
         super().__init__(argv, run_dir / f"worker-{name}-{self.port}.log")
+        # tree: another checkout of the hub (``git worktree``) whose code this worker runs. ``python -m``
+        # puts its working directory first on sys.path, ahead of the editable install of this one.
+        self.cwd = tree or ROOT
         self.http = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=10)
 
     def __enter__(self) -> WorkerProc:

@@ -17,10 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import pstats
-import sys
 import time
-from io import StringIO
 from pathlib import Path
 from typing import Any
 
@@ -33,49 +30,36 @@ from bench.common import (
     wait_lag_zero,
     write_config,
 )
+from bench.profile import SamplingProfile, checkout, revision, summarise
 from bench.records import dossier_records, produce
 
 PARTITIONS = 4
 
 
-class ProfiledWorker(WorkerProc):
-    """A worker run under cProfile; the profile is written when it stops cleanly (SIGTERM)."""
-
-    def __init__(self, config: Path, run_dir: Path, name: str, profile_path: Path, store: str | None = None) -> None:
-        super().__init__(config, run_dir, name, store)
-        self.profile_path = profile_path
-        self.argv = [sys.executable, "-m", "cProfile", "-o", str(profile_path), *self.argv[1:]]
-
-
-def profile_top(path: Path, n: int = 25) -> dict[str, str]:
-    """The top functions of a cProfile dump by own time and by cumulative time, as text."""
-    out: dict[str, str] = {}
-    for key in ("tottime", "cumulative"):
-        buf = StringIO()
-        stats = pstats.Stats(str(path), stream=buf)
-        stats.strip_dirs().sort_stats(key).print_stats(n)
-        text = buf.getvalue()
-        out[key] = text[text.find("   ncalls"):] if "   ncalls" in text else text
-    return out
-
-
 def run_pipeline(
     bootstrap: str, run_dir: Path, raw_topic: str, n: int, *, name: str, workers: int = 1,
-    store: str = "memory://", timeout: float = 1800, profile: bool = False, linger_ms: int | None = None,
+    store: str = "memory://", timeout: float = 1800, profile: bool = False, tree: Path | None = None,
 ) -> dict[str, Any]:
-    """Start ``workers`` workers (one app id) on ``raw_topic`` and time them until ``n`` records are applied."""
+    """Start ``workers`` workers (one app id) on ``raw_topic`` and time them until ``n`` records are applied.
+
+    ``profile``: sample the first worker with py-spy while it applies (:mod:`bench.profile`).
+    ``tree``: run the workers from that checkout of the hub (a baseline revision) instead of this one.
+    """
     cfg, settings = write_config(run_dir, bootstrap, name=name, raw_motcua=raw_topic, store=store,
                                  partitions=PARTITIONS)
-    procs: list[WorkerProc] = []
-    for i in range(workers):
-        if profile and i == 0:
-            procs.append(ProfiledWorker(cfg, run_dir, f"{name}-{i}", run_dir / f"{name}.prof", store))
-        else:
-            procs.append(WorkerProc(cfg, run_dir, f"{name}-{i}", store, linger_ms))
+    procs = [WorkerProc(cfg, run_dir, f"{name}-{i}", store, tree) for i in range(workers)]
+    sampler: SamplingProfile | None = None
+    raw_profile = run_dir / f"{name}.pyspy.txt"
     try:
         for p in procs:
             p.start()
+        if profile:
+            first = procs[0]
+            sampler = SamplingProfile(first.pid, raw_profile,
+                                      lambda: bool((first.status() or {}).get("records_processed"))).start()
         prog = wait_applied(procs, settings, n, timeout)
+        if sampler is not None:
+            sampler.stop()
         assert prog.first_applied_at is not None
         cpu = [round(p.cpu_seconds(), 1) for p in procs]
         rss_end = [p.rss_bytes() for p in procs]
@@ -85,6 +69,8 @@ def run_pipeline(
         time.sleep(2.0)  # let allocations settle, then sample RSS once more
         rss_settled = [p.rss_bytes() for p in procs]
     finally:
+        if sampler is not None:
+            sampler.stop()
         for p in procs:
             p.stop(60)
     result: dict[str, Any] = {
@@ -105,9 +91,8 @@ def run_pipeline(
         "partitions": [s.get("partitions") for s in statuses],
         "samples": prog.samples,
     }
-    prof = run_dir / f"{name}.prof"
-    if profile and prof.exists():
-        result["profile"] = profile_top(prof)
+    if profile and raw_profile.exists():
+        result["profile"] = summarise(raw_profile)
     return result
 
 
@@ -115,8 +100,12 @@ def run_pipeline(
 
 
 def throughput(bootstrap: str, run_dir: Path, *, dossiers: int, versions: int = 3, repeats: int = 3,
-               profile: bool = False, linger_ms: int | None = None) -> dict[str, Any]:
-    """Pipeline (one worker) vs the bare consumer, on the same broker and the same records, back to back."""
+               profile: bool = False, baseline: str | None = None) -> dict[str, Any]:
+    """Pipeline (one worker) vs the bare consumer, on the same broker and the same records, back to back.
+
+    ``baseline``: a git revision whose worker is run on the same input right after (a before/after
+    ratio of a change, measured in one run).
+    """
     n = dossiers * versions
     _, settings = write_config(run_dir, bootstrap, name="tp-input", partitions=PARTITIONS)
     topic = settings.topics.raw_motcua
@@ -128,12 +117,13 @@ def throughput(bootstrap: str, run_dir: Path, *, dossiers: int, versions: int = 
     read_only = asyncio.run(bare_consume(bootstrap, topic, n, decode=False))
     bare = summary([r.rate for r in bare_runs])
     ratio = pipe["steady_rate"] / bare["median"]
-    variant = None
-    if linger_ms is not None:  # the suggested fix, on the same data right after (bench.variant)
-        variant = run_pipeline(bootstrap, run_dir, topic, n, name="tp-linger", linger_ms=linger_ms)
-        variant["linger_ms"] = linger_ms
+    base = None
+    if baseline is not None:
+        with checkout(baseline) as tree:
+            base = run_pipeline(bootstrap, run_dir, topic, n, name="tp-baseline", tree=tree)
+        base["revision"] = revision(baseline)
     return {
-        "variant": variant,
+        "baseline": base,
         "benchmark": "throughput",
         "input": {"dossiers": dossiers, "versions_per_dossier": versions, "records": n, "topic_partitions": PARTITIONS},
         "produce": produced.as_dict(),

@@ -118,11 +118,10 @@ def _throughput(r: dict[str, Any]) -> list[str]:
         f"| bare consumer without decoding | {_f(r['read_only_rate'])} records/s | | |",
         f"| pipeline, wall (start-up {p['startup_s']} s included) | {_f(p['wall_rate'])} records/s | | |",
         f"| worker CPU for the run | {p['cpu_s'][0]} s over {p['wall_s']} s wall | | |",
-        *([(f"| variant: faust `producer_linger_ms` = {r['variant']['linger_ms']} (bench.variant), same data | "
-             f"{_f(r['variant']['steady_rate'])} records/s = "
-             f"{r['variant']['steady_rate'] / bare['median'] * 100:.1f} % of the bare consumer, "
-             f"× {r['variant']['steady_rate'] / p['steady_rate']:.2f} the stock worker | | |")]
-          if r.get("variant") else []),
+        *([(f"| baseline: the worker of `{r['baseline']['revision']}`, same data, right after | "
+             f"{_f(r['baseline']['steady_rate'])} records/s; CPU {r['baseline']['cpu_s'][0]} s | "
+             f"this revision × {p['steady_rate'] / r['baseline']['steady_rate']:.2f} | |")]
+          if r.get("baseline") else []),
         (f"| producing the input (kafka-python, acks=all, idempotent; generation included) | "
         f"{_f(r['produce']['records_per_s'])} records/s | | |"),
         "",
@@ -137,6 +136,43 @@ def _throughput(r: dict[str, Any]) -> list[str]:
         "they reach the number of records. Steady rate = records ÷ (last poll − first poll with an applied "
         "record): the worker's start-up is excluded. Every record was applied exactly once "
         f"(applied {_f(p['applies'].get('applied'))}, duplicate {_f(p['applies'].get('duplicate'))})."),
+        "",
+        *_profile_table(p.get("profile")),
+    ]
+
+
+#: The parts of a worker's work, each the inclusive share of one function of the py-spy profile.
+PROFILE_PARTS = (
+    ("normaliser agent (raw → canonical), all of it", "register.<locals>.normalize_agent (streams/agents/normalizer.py)"),
+    ("state agent (canonical → table, figures, outbox), all of it",
+     "register.<locals>.dossier_state (streams/agents/dossier_state.py)"),
+    ("— normalising one record (`streams.normalize.normalize`)", "normalize (streams/normalize.py)"),
+    ("— updating the figures (`Aggregates.apply_change`)", "Aggregates.apply_change (streams/domain/aggregates.py)"),
+    ("— building and sending the outbox item", "_send_outbox (streams/agents/dossier_state.py)"),
+    ("faust: fetching and dispatching consumed records", "Consumer._drain_messages (faust/transport/consumer.py)"),
+    ("faust: table changelog writes (producer buffer)", "ProducerBuffer._handle_pending (faust/transport/producer.py)"),
+    ("aiokafka: producing (all sends)", "AIOKafkaProducer.send (aiokafka/producer/producer.py)"),
+    ("aiokafka: produce requests on the wire", "Sender._send_produce_req (aiokafka/producer/sender.py)"),
+    ("partials: reading the merged figures (kafka-python thread)", "PartialsReader._run (streams/merged.py)"),
+    ("partials: publishing this worker's figures", "HubRuntime.publish_partials (streams/app.py)"),
+)
+
+
+def _profile_table(prof: dict[str, Any] | None) -> list[str]:
+    if not prof or not prof.get("busy_samples"):
+        return []
+    inclusive = dict(prof["inclusive_pct"])
+    rows = [f"| {label} | {inclusive[fn]:.1f} % |" for label, fn in PROFILE_PARTS if fn in inclusive]
+    own = ", ".join(f"`{fn.split(' (')[0]}` {pct:.1f} %" for fn, pct in prof["own_pct"][:8])
+    return [
+        f"Where the worker's busy time went (py-spy, {_f(prof['busy_samples'])} busy samples while it applied; "
+        "idle waits left out; shares are inclusive and overlap):",
+        "",
+        "| part | share of busy samples |",
+        "|---|---|",
+        *rows,
+        "",
+        f"Most own time: {own}.",
         "",
     ]
 

@@ -36,7 +36,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 import faust
@@ -123,10 +123,8 @@ class HubRuntime:
         #: Reader of the partials topic for the merged gauges; started with the worker (not in tests
         #: that run agents in-process).
         self.partials_reader: PartialsReader | None = None
-        self._topic_by_name: dict[str, Any] = {
-            t.get_topic_name(): t
-            for t in (*topics.raw.values(), topics.canonical, topics.dead_letter, topics.partials, topics.outbox)
-        }
+        #: Records whose delivery failed after the producer's own retries (logged, counted).
+        self.send_failures = 0
 
     # ------------------------------------------------------------------ sending
 
@@ -134,8 +132,20 @@ class HubRuntime:
         self, topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]] | None,
         partition: int | None,
     ) -> None:
-        # Buffered send: faust flushes the producer before each offset commit (at-least-once).
-        await self._topic_by_name[topic].send(key=key, value=value, headers=headers, partition=partition)
+        # Straight to faust's producer, not through ``Topic.send``: the channel machinery around it
+        # (FutureMessage, PendingMessage, codecs, callbacks) cost as much CPU per record as the
+        # domain code (py-spy profile in docs/benchmarks.md §1), and the hub needs none of it: keys
+        # and values are bytes already and every topic is created by ``hub.kafka.ensure_topics``.
+        # At-least-once is unchanged: faust flushes this same producer before each offset commit.
+        fut = cast("asyncio.Future[Any]", await self.app.producer.send(topic, key, value, partition, None, headers))
+        fut.add_done_callback(self._on_delivered)
+
+    def _on_delivered(self, fut: Any) -> None:
+        # What faust's own send does with a failed delivery (log it; the producer has retried);
+        # the record is named by nothing but its topic: keys may be dossier codes, never payloads.
+        if not fut.cancelled() and fut.exception() is not None:
+            self.send_failures += 1
+            log.error("a record could not be delivered after the producer's retries: %r", fut.exception())
 
     async def send(
         self, topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]] | None = None,
@@ -269,7 +279,7 @@ class HubRuntime:
         """``GET /api/v1/status``."""
         m = self.metrics
         agents = sorted(self.app.agents)
-        records_in = {a: int(m.value("dvchub_agent_records_in_total", agent=a)) for a in agents}
+        records_in = {a: int(m.records_in.current(agent=a)) for a in agents}
         return {
             "app_id": self.group,
             "ready": self.ready,
@@ -281,6 +291,7 @@ class HubRuntime:
             "lag_known": self.lag_known,
             "caught_up": self.ready and self.lag_known and all(v == 0 for v in self._lag.values()),
             "partials_pending": len(self.dirty),
+            "send_failures": self.send_failures,
         }
 
     # ------------------------------------------------------------------ timers

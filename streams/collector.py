@@ -67,6 +67,16 @@ class Labelled:
             child = self._children[key] = self.metric.labels(**labels)
         return child
 
+    def current(self, **labels: str) -> float:
+        """The value of a counter's child, 0 when it was never touched.
+
+        Reads the child itself: ``CollectorRegistry.get_sample_value`` would collect the whole
+        registry, domain figures included (~0.3 s of CPU in a worker holding the city's figures),
+        for one number.
+        """
+        child = self._children.get(tuple(labels.items()))
+        return float(child._value.get()) if child is not None else 0.0
+
 
 class PipelineMetrics:
     """The counters the agents update while they process."""
