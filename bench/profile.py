@@ -125,7 +125,8 @@ def checkout(ref: str) -> Iterator[Path]:
     try:
         yield tree
     finally:
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], capture_output=True)
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)],
+                       check=False, capture_output=True)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -143,7 +143,8 @@ def _throughput(r: dict[str, Any]) -> list[str]:
 
 #: The parts of a worker's work, each the inclusive share of one function of the py-spy profile.
 PROFILE_PARTS = (
-    ("normaliser agent (raw → canonical), all of it", "register.<locals>.normalize_agent (streams/agents/normalizer.py)"),
+    ("normaliser agent (raw → canonical), all of it",
+     "register.<locals>.normalize_agent (streams/agents/normalizer.py)"),
     ("state agent (canonical → table, figures, outbox), all of it",
      "register.<locals>.dossier_state (streams/agents/dossier_state.py)"),
     ("— normalising one record (`streams.normalize.normalize`)", "normalize (streams/normalize.py)"),
@@ -165,8 +166,8 @@ def _profile_table(prof: dict[str, Any] | None) -> list[str]:
     rows = [f"| {label} | {inclusive[fn]:.1f} % |" for label, fn in PROFILE_PARTS if fn in inclusive]
     own = ", ".join(f"`{fn.split(' (')[0]}` {pct:.1f} %" for fn, pct in prof["own_pct"][:8])
     return [
-        f"Where the worker's busy time went (py-spy, {_f(prof['busy_samples'])} busy samples while it applied; "
-        "idle waits left out; shares are inclusive and overlap):",
+        (f"Where the worker's busy time went (py-spy, {_f(prof['busy_samples'])} busy samples while it applied; "
+         "idle waits left out; shares are inclusive and overlap):"),
         "",
         "| part | share of busy samples |",
         "|---|---|",
