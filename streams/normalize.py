@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -90,6 +90,7 @@ _STATUS: dict[Any, int] = {str(i): i for i in range(1, 11)}
 _CHANNEL = {"": Channel.TRUC_TIEP, "1": Channel.TRUC_TIEP, "2": Channel.TRUC_TUYEN, "3": Channel.BUU_CHINH}
 _CHANNEL_CODE = {Channel.TRUC_TIEP: "1", Channel.TRUC_TUYEN: "2", Channel.BUU_CHINH: "3"}
 _LEVELS = {1: Level.KHONG_TRUC_TUYEN, 2: Level.KHONG_TRUC_TUYEN, 3: Level.MOT_PHAN, 4: Level.TOAN_TRINH}
+_UTC7 = timedelta(hours=7)  # Asia/Ho_Chi_Minh for every date since 1975 (no DST)
 _PORTAL_STATUS: dict[str, PortalStatus] = {
     "DA_NOP": "DA_NOP",
     "DA_CHUYEN_MOT_CUA": "DA_CHUYEN_MOT_CUA",
@@ -152,7 +153,9 @@ def fmt_compact(dt: datetime | None) -> str:
     """Aware datetime -> ``yyyyMMddHHmmss`` local time; ``None`` -> ``""`` (the national format)."""
     if dt is None:
         return ""
-    t = dt.astimezone(TZ)
+    # Vietnam has kept UTC+7 since 1975: a value already at that offset (every value the hub parsed)
+    # needs no conversion, and astimezone through the zoneinfo rules was most of this hot function.
+    t = dt if dt.utcoffset() == _UTC7 else dt.astimezone(TZ)
     return f"{t.year:04d}{t.month:02d}{t.day:02d}{t.hour:02d}{t.minute:02d}{t.second:02d}"
 
 

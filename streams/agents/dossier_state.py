@@ -51,7 +51,6 @@ from pydantic import ValidationError
 
 from hub.deadletter import DeadLetter
 from schemas.events import CatalogueEntry, DossierEvent
-from schemas.figures import OutboxDossier
 from streams.domain.state import apply, view
 from streams.normalize import progress_rows, to_national
 from streams.topics import decode_canonical
@@ -101,12 +100,19 @@ def catalogue_key(partition: int, entry: CatalogueEntry) -> bytes:
     return f"{partition}|{entry.unit_code}|{entry.procedure_code}|{entry.valid_from.isoformat()}".encode()
 
 
-def outbox_item(ev: DossierEvent, now: datetime, *, id_number_hash: bool = False) -> OutboxDossier:
-    """The portal-sync item of one one-stop snapshot (deterministic ``item_id``)."""
-    return OutboxDossier(
-        item_id=f"dossier:{ev.ma_ho_so}:{ev.version}", ma_ho_so=ev.ma_ho_so, version=ev.version, created_at=now,
-        dossier=to_national(ev, id_number_hash=id_number_hash), progress=progress_rows(ev),
-    )
+def outbox_record(ev: DossierEvent, now: datetime, *, id_number_hash: bool = False) -> bytes:
+    """The portal-sync item of one one-stop snapshot (deterministic ``item_id``), serialised.
+
+    It is an :class:`schemas.figures.OutboxDossier` in JSON, written with orjson from plain dicts:
+    building the pydantic model only to dump it again was half of the outbox's cost, the largest
+    single item of the worker's profile (docs/benchmarks.md). The portal sync reads it back through
+    the model, and ``tests/streams/test_agents.py`` checks that it validates.
+    """
+    return orjson.dumps({
+        "type": "dossier", "item_id": f"dossier:{ev.ma_ho_so}:{ev.version}", "ma_ho_so": ev.ma_ho_so,
+        "version": ev.version, "created_at": now, "dossier": to_national(ev, id_number_hash=id_number_hash),
+        "progress": progress_rows(ev),
+    })
 
 
 def _outcome_of_noop(event: Any, old_view: Any) -> str:
@@ -177,8 +183,8 @@ async def handle(rt: HubRuntime, event: Any) -> None:
 
 
 async def _send_outbox(rt: HubRuntime, ev: DossierEvent) -> None:
-    item = outbox_item(ev, rt.clock(), id_number_hash=rt.settings.portal.send_id_number)
-    await rt.send(rt.topics.outbox.get_topic_name(), ev.ma_ho_so.encode(), item.model_dump_json().encode())
+    record = outbox_record(ev, rt.clock(), id_number_hash=rt.settings.portal.send_id_number)
+    await rt.send(rt.topics.outbox.get_topic_name(), ev.ma_ho_so.encode(), record)
     rt.metrics.records_out.labels(agent=AGENT).inc()
 
 

@@ -262,3 +262,15 @@ def test_valid_payloads_always_normalise(status, kenh, muc, steps):
     ev = normalize_motcua(raw(payload(TrangThaiHoSo=status, KenhThucHien=kenh, MucDo=muc, QuaTrinhXuLy=rows)), REG)
     assert ev.supplement_requests == sum(1 for r in rows if r["TrangThai"] == "5")
     assert DossierEvent.model_validate_json(ev.model_dump_json(exclude={"status_group"})) == ev
+
+
+@given(st.datetimes(min_value=datetime(1976, 1, 1), max_value=datetime(2100, 1, 1)),
+       st.sampled_from([0, 7 * 60, -5 * 60, 9 * 60 + 30]))
+def test_fmt_compact_is_local_time_whatever_the_offset(naive, offset_min):
+    """The fast path (a value already at +07:00 is not converted) agrees with zoneinfo's conversion."""
+    from datetime import timezone
+
+    from streams.normalize import fmt_compact
+
+    dt = naive.replace(tzinfo=timezone(timedelta(minutes=offset_min)))
+    assert fmt_compact(dt) == dt.astimezone(TZ).strftime("%Y%m%d%H%M%S")

@@ -137,8 +137,16 @@ async def test_state_agent_is_idempotent_and_replays_resend_the_outbox(rt):
     await dossier_state.handle(rt, FakeEvent(v2, offset=11))
     await dossier_state.handle(rt, FakeEvent(v1, offset=12))  # stale version, later in the topic
     await dossier_state.handle(rt, FakeEvent(v2, offset=13))  # duplicate, later in the topic
-    assert [OutboxDossier.model_validate_json(v).item_id for _, v, _, _ in rt.sink.on(outbox)] == [
-        "dossier:H56.14767-210104-00001:1", "dossier:H56.14767-210104-00001:2"]
+    items = [OutboxDossier.model_validate_json(v) for _, v, _, _ in rt.sink.on(outbox)]
+    assert [i.item_id for i in items] == ["dossier:H56.14767-210104-00001:1", "dossier:H56.14767-210104-00001:2"]
+    # The record is written with orjson, not through the model: it must still be the model's JSON.
+    assert items[1].version == 2
+    assert items[1].ma_ho_so == "H56.14767-210104-00001"
+    assert items[1].created_at.utcoffset() is not None
+    assert items[1].dossier["TrangThaiHoSo"] == "10"
+    assert items[1].dossier["MaHoSo"] == items[1].ma_ho_so
+    assert items[1].dossier["NgayNopHoSo"].isdigit()
+    assert len(items[1].dossier["NgayNopHoSo"]) == 14
     # a replay after a crash: the table already holds v2 written at offset 11
     await dossier_state.handle(rt, FakeEvent(v2, offset=11))
     assert len(rt.sink.on(outbox)) == 3
