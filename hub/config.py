@@ -24,7 +24,9 @@ Example::
 from __future__ import annotations
 
 import os
+import re
 import tomllib
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -237,9 +239,32 @@ class PortalSettings(_Model):
     rate_limit_per_s: Annotated[float, Field(gt=0)] = 15.0
     stats_debounce_s: Annotated[float, Field(ge=0)] = 5.0
     stats_interval_s: Annotated[float, Field(gt=0)] = 300.0
+    #: ``"YYYY-MM"``: the hub holds every dossier from this month on (its sources were read from
+    #: then), so the statistics of every period starting on or after it are complete and are pushed
+    #: too, not only those around now. ``None``: only the periods around now, because the portal's
+    #: latest PUT replaces the previous one and the hub's figures of older periods may be partial.
+    stats_history_from: str | None = None
     breaker_failure_threshold: Annotated[int, Field(ge=1)] = 5
     breaker_reset_s: Annotated[float, Field(gt=0)] = 30.0
     retry: RetrySettings = RetrySettings(max_attempts=12, max_delay_s=60.0)
+
+    @field_validator("stats_history_from")
+    @classmethod
+    def _a_month(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[1-9][0-9]{3}-(0[1-9]|1[0-2])", value):
+            raise ValueError(
+                f"stats_history_from is a month written YYYY-MM, like \"2021-01\" (the first month whose "
+                f"dossiers the hub holds in full), or left out; got {value!r}"
+            )
+        return value
+
+    @property
+    def stats_history_start(self) -> date | None:
+        """The first day of ``stats_history_from``, or None when it is not set."""
+        if self.stats_history_from is None:
+            return None
+        year, month = self.stats_history_from.split("-")
+        return date(int(year), int(month), 1)
 
 
 # --------------------------------------------------------------------------- worker, HTTP, KPIs

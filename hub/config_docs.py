@@ -99,6 +99,13 @@ DESCRIPTIONS: dict[str, str] = {
     "portal.rate_limit_per_s": "Requests per second (the portal allows about 20).",
     "portal.stats_debounce_s": "Wait this long after a change before pushing a unit's statistics.",
     "portal.stats_interval_s": "Push every unit's current statistics at least this often.",
+    "portal.stats_history_from": (
+        "Month `YYYY-MM` from which the hub holds every dossier (its sources were read from then): the "
+        "statistics of every period starting on or after it that has figures are pushed too, not only "
+        "the current and just-closed month, quarter and year. Unset: only those (older figures may be "
+        "partial and would replace the portal's complete ones). `dvc-hub up --scenario` sets it to the "
+        "scenario's first month."
+    ),
     "portal.breaker_failure_threshold": "Consecutive failures that open the circuit breaker.",
     "portal.breaker_reset_s": "Seconds the breaker stays open before a probe.",
     "portal.retry": "Retry policy of portal requests.",

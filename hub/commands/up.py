@@ -109,6 +109,28 @@ def _hub_argv(config: str | None, *command: str) -> list[str]:
     return [*base, *command]
 
 
+def _portal_sync_env(settings: Settings, scenario_start: datetime | None) -> dict[str, str]:
+    """Extra environment of the portal sync child: ``portal.stats_history_from`` during a scenario.
+
+    A scenario replays its whole history, so the hub holds every dossier from the scenario's first
+    month on and the statistics of those periods are complete: they are pushed too, not only the
+    periods around the wall clock (which, for a replay of 2021, have no figures at all). Children read
+    the same configuration file as ``up``, and the environment beats the file, so the setting travels
+    as ``DVC_HUB_PORTAL__STATS_HISTORY_FROM``. A month the user chose (file or environment) is kept.
+
+        >>> from schemas.calendar import TZ
+        >>> _portal_sync_env(load_settings(), datetime(2020, 1, 1, tzinfo=TZ))
+        {'DVC_HUB_PORTAL__STATS_HISTORY_FROM': '2020-01'}
+        >>> _portal_sync_env(load_settings(), None)  # live traffic: the periods around now only
+        {}
+    """
+    if scenario_start is None or settings.portal.stats_history_from is not None:
+        return {}
+    from schemas.calendar import TZ
+
+    return {"DVC_HUB_PORTAL__STATS_HISTORY_FROM": scenario_start.astimezone(TZ).strftime("%Y-%m")}
+
+
 def _wait_http(url: str, timeout: float, child: Child | None = None) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -156,6 +178,8 @@ class Simulators:
         units, qlvb, clients = _simulator_credentials(settings)
         self.player: Any = None
         self.generator: Any = None
+        #: When the scenario's history begins (None for live traffic).
+        self.scenario_start: datetime | None = None
         if scenario:
             from hub.scenario.player import ScenarioPlayer
             from hub.scenario.thanhhoa2021 import build_scenario
@@ -166,6 +190,7 @@ class Simulators:
             clock = SimClock.manual(built.start)
             self.world = World(clock, seed=seed)
             self.player = ScenarioPlayer(self.world, built, fast=fast, faults=self.faults)
+            self.scenario_start = built.start
         else:
             from hub.simulators.live import LiveGenerator
 
@@ -293,10 +318,16 @@ def _up(args: argparse.Namespace) -> int:
         )
         children = [worker, connectors]
         if settings.portal.enabled:
+            portal_env = _portal_sync_env(settings, sims.scenario_start)
+            if portal_env:
+                month = portal_env["DVC_HUB_PORTAL__STATS_HISTORY_FROM"]
+                _say(f"[3/{total}] portal sync: pushes the statistics of every period from {month} on "
+                     f"(the scenario replays it all; portal.stats_history_from={month})")
             children.append(
                 Child(
                     "portal-sync", _hub_argv(args.config, "push", "run"), logs / "portal-sync.log",
                     f"http://{settings.portal_sync.host}:{settings.portal_sync.port}/healthz",
+                    env=portal_env,
                 )
             )
         for c in children:

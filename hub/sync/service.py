@@ -197,7 +197,7 @@ class SyncService:
             self.stats = StatsProducer(
                 self._write_outbox, now=self._now, debounce_s=self.portal.stats_debounce_s,
                 interval_s=self.portal.stats_interval_s, builder=self._builder,
-                ready=self.catalogue.caught_up.is_set,
+                ready=self.catalogue.caught_up.is_set, history_from=self.portal.stats_history_start,
             )
             self.stats.written = {k: s.digest for k, s in self.stats_acked.items() if s.outcome == "pushed"}
             tasks.append(asyncio.create_task(self._follow_partials(kcfg, stop), name="partials"))

@@ -3,11 +3,13 @@
 The worker publishes, per (partition, unit), the complete counts of that partition on the compacted
 partials topic (:mod:`schemas.figures`); a unit's figures are the sum of the latest partial of every
 partition. :class:`StatsProducer` follows that topic, and for every unit whose figures changed it
-builds the statistics body of the current and the just-closed month, quarter and year, and writes
-each body that differs from the last one it wrote to the **outbox** as an
-:class:`~schemas.figures.OutboxStats` (key ``stats|<ky>|<unit>``) — *before* anything is pushed, so a
-statistics push never exists only in memory. It is debounced (``portal.stats_debounce_s`` of quiet
-after the last change) and runs on a schedule too (``portal.stats_interval_s``: periods roll over).
+builds the statistics body of the current and the just-closed month, quarter and year (and, with
+``history_from``, of every older period with figures that starts on or after that day: see
+:meth:`StatsProducer.periods_due`), and writes each body that differs from the last one it wrote to
+the **outbox** as an :class:`~schemas.figures.OutboxStats` (key ``stats|<ky>|<unit>``) — *before*
+anything is pushed, so a statistics push never exists only in memory. It is debounced
+(``portal.stats_debounce_s`` of quiet after the last change) and runs on a schedule too
+(``portal.stats_interval_s``: periods roll over).
 
 The body is the domain's own :func:`streams.domain.report.stats_body` — the same function behind
 ``dvc-hub report`` — built by :class:`DomainStatsBuilder` with the unit registry and the **live**
@@ -46,7 +48,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, Protocol
 
 import orjson
@@ -62,7 +64,10 @@ from streams.domain.report import stats_body
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DomainStatsBuilder", "LiveCatalogue", "StatsBuilder", "StatsProducer", "has_figures", "periods_around"]
+__all__ = [
+    "DomainStatsBuilder", "LiveCatalogue", "StatsBuilder", "StatsProducer", "figure_periods", "has_figures",
+    "periods_around",
+]
 
 #: (ky, unit code, unit tier, the unit's counts, now) -> body, or None for "nothing to report".
 StatsBuilder = Callable[[str, str, str, Counter[str], datetime], "dict[str, Any] | None"]
@@ -96,6 +101,25 @@ def has_figures(counts: Counter[str], ky: str) -> bool:
             if period == ky:
                 return True
     return False
+
+
+def figure_periods(counts: Counter[str]) -> set[str]:
+    """The periods in which ``counts`` hold a non-zero count (keys that do not decode are skipped).
+
+        >>> from schemas.figures import count_key
+        >>> sorted(figure_periods(Counter({count_key("received", "*", "*", "2021-03"): 2,
+        ...                                count_key("received", "*", "*", "2021-Q1"): 2,
+        ...                                count_key("refused", "*", "*", "2020"): 0})))
+        ['2021-03', '2021-Q1']
+    """
+    periods: set[str] = set()
+    for key, value in counts.items():
+        if value:
+            try:
+                periods.add(split_key(key)[3])
+            except ValueError:
+                continue
+    return periods
 
 
 class LiveCatalogue:
@@ -164,7 +188,9 @@ class StatsProducer:
     Feed it partials with :meth:`apply` (the service reads the topic); call :meth:`flush_due`
     regularly. ``now`` is the reporting clock (aware datetime; local time decides the period);
     ``builder`` builds a body (:class:`DomainStatsBuilder` in the service); ``ready`` holds writes back
-    until the inputs are complete.
+    until the inputs are complete. ``history_from`` (``portal.stats_history_from``) is the first day
+    from which the hub holds every dossier: periods with figures that start then or later are written
+    too, not only those around now (see :meth:`periods_due`).
     """
 
     def __init__(
@@ -177,6 +203,7 @@ class StatsProducer:
         builder: StatsBuilder,
         monotonic: Callable[[], float] = time.monotonic,
         ready: Callable[[], bool] = lambda: True,
+        history_from: date | None = None,
     ) -> None:
         self._write = write
         self._now = now
@@ -185,6 +212,7 @@ class StatsProducer:
         self._builder = builder
         self._mono = monotonic
         self._ready = ready
+        self._history_from = history_from
         self.partials: dict[str, UnitFigures] = {}
         self._dirty: set[str] = set()
         self._last_change = 0.0
@@ -261,14 +289,45 @@ class StatsProducer:
             self._dirty |= units  # not written: try again on the next tick
             raise
 
+    def periods_due(self, counts: Counter[str], now: datetime) -> list[str]:
+        """The periods whose body is built for a unit with ``counts``, sorted.
+
+        Always the current and just-closed month, quarter and year (:func:`periods_around`; the
+        builder skips those without figures). With ``history_from`` also every period in which the
+        unit has a figure and that starts on or after ``history_from``: the hub holds all of such a
+        period's dossiers, so its figures are complete. A period starting earlier is left out, since
+        the hub may have seen only part of it and the portal's latest PUT replaces what it held.
+
+            >>> from schemas.calendar import TZ
+            >>> from schemas.figures import count_key
+            >>> counts = Counter({count_key("received", "*", "*", ky): 1 for ky in ("2020-12", "2021-01")})
+            >>> async def write(key: bytes, value: bytes) -> None: ...
+            >>> now = datetime(2026, 5, 4, tzinfo=TZ)
+            >>> p = StatsProducer(write, now=lambda: now, debounce_s=5, interval_s=300,
+            ...                   builder=lambda *args: None, history_from=date(2021, 1, 1))
+            >>> p.periods_due(counts, now)  # 2020-12 starts before history_from
+            ['2021-01', '2025', '2026', '2026-04', '2026-05', '2026-Q1', '2026-Q2']
+        """
+        periods = set(periods_around(now))
+        if self._history_from is not None:
+            for ky in figure_periods(counts) - periods:
+                try:
+                    start = period_bounds(ky)[0]
+                except ValueError:  # not a month, quarter or year: nothing the portal takes
+                    continue
+                if start >= self._history_from:
+                    periods.add(ky)
+        return sorted(periods)
+
     async def flush(self, units: set[str]) -> int:
-        """Write the changed bodies of ``units`` for the periods around now; returns how many."""
+        """Write the changed bodies of ``units`` for :meth:`periods_due`; returns how many."""
         now = self._now()
         counts = self.unit_counts()
         written = 0
         for unit in sorted(units):
-            for ky in periods_around(now):
-                body = self._builder(ky, unit, self.unit_tier(unit), counts.get(unit, Counter()), now)
+            unit_counts = counts.get(unit, Counter())
+            for ky in self.periods_due(unit_counts, now):
+                body = self._builder(ky, unit, self.unit_tier(unit), unit_counts, now)
                 if body is None:
                     continue
                 digest = stats_digest(body)

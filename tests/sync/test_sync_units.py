@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import random
-from datetime import UTC, datetime
+from collections import Counter
+from datetime import UTC, date, datetime
 from typing import Any
 
 import httpx
@@ -12,13 +13,15 @@ import pytest
 from pydantic import SecretStr
 
 from connectors.sdk.auth import OAuth2ClientCredentialsAuthenticator
-from hub.config import OAuth2ClientCredentials, PortalSettings, RetrySettings, Settings
+from hub.config import OAuth2ClientCredentials, PortalSettings, RetrySettings, Settings, load_settings
 from hub.sync.client import PortalClient, parse_retry_after
 from hub.sync.delivery import Backoff, CircuitBreaker, Deliverer, FakeClock
 from hub.sync.errors import Rejected, Transient
 from hub.sync.outbox import DossierState, idempotency_key, new_progress_rows, newest_per_dossier, portal_dossier
 from hub.sync.service import SyncService, _Batch
-from schemas.figures import OutboxDossier
+from hub.sync.stats import DomainStatsBuilder, StatsProducer, periods_around
+from schemas.figures import OutboxDossier, OutboxStats, UnitFigures, count_key
+from schemas.units import default_registry
 
 OK = {"code": 200, "status": "OK", "response": {"error_code": "0", "message": ""}, "error_code": "0", "message": ""}
 
@@ -250,3 +253,110 @@ async def test_statistics_are_written_under_a_steady_stream_of_changes() -> None
             break
     assert written, "no statistics written while changes kept coming"
     assert clock[0] <= 32.0  # within the 30 s max wait
+
+
+# --------------------------------------------------------------------------- statistics of historic periods
+
+
+_WALL_CLOCK_2026 = datetime(2026, 5, 4, 10, 0, tzinfo=UTC)
+
+
+def _figures_in(*periods: str, n: int = 3) -> Counter[str]:
+    """A unit's counts: ``n`` online level-4 dossiers received in each of ``periods``."""
+    return Counter({count_key("received", "TOAN_TRINH", "TRUC_TUYEN", ky): n for ky in periods})
+
+
+async def _flush_history(
+    periods: tuple[str, ...], history_from: date | None
+) -> tuple[list[str], list[str], list[OutboxStats]]:
+    """Flush one unit (14767) with figures in ``periods`` at a 2026 wall clock.
+
+    Returns the periods the builder was asked for, the periods written to the outbox (in write
+    order), and the written items. The builder is the real :class:`DomainStatsBuilder` (it reports
+    nothing for a period without figures).
+    """
+    real = DomainStatsBuilder(default_registry(), None)
+    asked: list[str] = []
+
+    def builder(ky: str, unit: str, tier: str, counts: Counter[str], now: datetime) -> dict[str, Any] | None:
+        asked.append(ky)
+        return real(ky, unit, tier, counts, now)
+
+    items: list[OutboxStats] = []
+
+    async def write(key: bytes, value: bytes) -> None:
+        items.append(OutboxStats.model_validate_json(value))
+
+    producer = StatsProducer(write, now=lambda: _WALL_CLOCK_2026, debounce_s=0.0, interval_s=3600.0,
+                             builder=builder, history_from=history_from)
+    producer.apply(UnitFigures(partition=0, unit_code="14767", unit_tier="XA", generated_at=_WALL_CLOCK_2026,
+                               counts=_figures_in(*periods)))
+    await producer.flush({"14767"})
+    return asked, [i.ky for i in items], items
+
+
+async def test_without_history_from_a_unit_with_only_2021_figures_gets_no_2021_body() -> None:
+    asked, written, _ = await _flush_history(("2021-03", "2021-Q1", "2021"), None)
+    assert written == []
+    # Only the periods around the 2026 wall clock were even considered.
+    assert sorted(asked) == sorted(periods_around(_WALL_CLOCK_2026))
+    assert not any(ky.startswith("2021") for ky in asked)
+
+
+async def test_with_history_from_the_2021_periods_with_figures_are_written_with_those_around_now() -> None:
+    periods = ("2021-03", "2021-Q1", "2021", "2026-05", "2026-Q2", "2026")
+    asked, written, items = await _flush_history(periods, date(2021, 1, 1))
+    # The builder is asked for the periods around now (2026-04 and 2026-Q1 have no figure, 2025
+    # neither: it reports nothing for them) plus the historic periods that have figures.
+    assert asked == ["2021", "2021-03", "2021-Q1", "2025", "2026", "2026-04", "2026-05", "2026-Q1", "2026-Q2"]
+    assert written == ["2021", "2021-03", "2021-Q1", "2026", "2026-05", "2026-Q2"]  # sorted, deterministic
+    by_ky = {i.ky: i for i in items}
+    assert by_ky["2021-Q1"].body["ky"] == "2021-Q1"
+    assert by_ky["2021-Q1"].ma_don_vi == "14767"
+    level4 = next(r for r in by_ky["2021-03"].body["theo_muc_do"] if r["muc_do"] == 4)
+    assert level4["tiep_nhan_truc_tuyen"] == 3
+
+
+async def test_a_period_starting_before_history_from_is_not_written() -> None:
+    # history from February 2021: January, Q1 and the year 2021 all start on 2021-01-01, too early.
+    _, written, _ = await _flush_history(("2021-01", "2021-02", "2021-Q1", "2021"), date(2021, 2, 1))
+    assert written == ["2021-02"]
+
+
+async def test_unchanged_historic_bodies_are_not_written_again() -> None:
+    keys: list[bytes] = []
+
+    async def write(key: bytes, value: bytes) -> None:
+        keys.append(key)
+
+    producer = StatsProducer(write, now=lambda: _WALL_CLOCK_2026, debounce_s=0.0, interval_s=3600.0,
+                             builder=DomainStatsBuilder(default_registry(), None), history_from=date(2021, 1, 1))
+    producer.apply(UnitFigures(partition=0, unit_code="14767", unit_tier="XA", generated_at=_WALL_CLOCK_2026,
+                               counts=_figures_in("2021-03", "2021-Q1", "2021")))
+    assert await producer.flush({"14767"}) == 3
+    assert await producer.flush({"14767"}) == 0  # same figures, same digests
+    producer.apply(UnitFigures(partition=1, unit_code="14767", unit_tier="XA", generated_at=_WALL_CLOCK_2026,
+                               counts=_figures_in("2021-03", "2021-Q1", "2021", n=1)))
+    assert await producer.flush({"14767"}) == 3  # another partition's dossiers change all three
+    assert len(keys) == 6
+
+
+@pytest.mark.parametrize("month", ["2021-13", "March", "2021-3", "2021-03-01", "0000-01"])
+def test_stats_history_from_must_be_a_month(month: str) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError) as err:
+        PortalSettings(stats_history_from=month)
+    message = str(err.value)
+    assert "YYYY-MM" in message
+    assert '"2021-01"' in message  # an example of what to write
+    assert repr(month) in message  # and what was wrong
+
+
+def test_stats_history_from_names_a_first_day_and_reaches_the_settings_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert PortalSettings().stats_history_start is None
+    assert PortalSettings(stats_history_from="2021-03").stats_history_start == date(2021, 3, 1)
+    monkeypatch.setenv("DVC_HUB_PORTAL__STATS_HISTORY_FROM", "2020-01")
+    assert load_settings().portal.stats_history_start == date(2020, 1, 1)
