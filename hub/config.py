@@ -289,6 +289,10 @@ class WorkerSettings(_Model):
     partials_interval_s: Annotated[float, Field(gt=0)] = 5.0
     partials_full_refresh_s: Annotated[float, Field(gt=0)] = 30.0
     lag_interval_s: Annotated[float, Field(gt=0)] = 2.0
+    #: streams.watchdog: faust can stop fetching one partition for good; a worker whose committed
+    #: offset stands still this long with records waiting crashes on purpose to be restarted.
+    #: Far above any commit interval or pause a healthy worker has; 0 turns the watchdog off.
+    stall_timeout_s: Annotated[float, Field(ge=0)] = 180.0
 
 
 class HttpEndpointSettings(_Model):

@@ -51,6 +51,7 @@ from streams.domain.aggregates import Aggregates, Catalogue
 from streams.domain.state import view
 from streams.merged import PartialsReader
 from streams.topics import HubTopics, declare_tables, declare_topics
+from streams.watchdog import Positions, StallWatch, WorkerStalledError
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +119,7 @@ class HubRuntime:
         self.units_by_partition: dict[int, set[str]] = {}
         self._lag: dict[str, int] = {}
         self.lag_known = False
+        self.stall_watch = StallWatch(settings.worker.stall_timeout_s)
         self._last_full_publish = 0.0
         self.sink: Sink = self._send_via_faust
         #: Reader of the partials topic for the merged gauges; started with the worker (not in tests
@@ -320,16 +322,34 @@ class HubRuntime:
         return sent
 
     async def refresh_lag(self) -> None:
-        """Group lag per source topic (end offset − committed offset), measured with kafka-python."""
+        """Group lag per source topic (end offset − committed offset), measured with kafka-python.
+
+        The same measurement feeds the stall watchdog (:mod:`streams.watchdog`): a partition with
+        records waiting and no progress for ``worker.stall_timeout_s`` crashes the worker on purpose,
+        for its supervisor to restart it.
+        """
         try:
-            self._lag = await asyncio.to_thread(self._measure_lag)
+            self._lag, positions = await asyncio.to_thread(self._measure_lag)
             self.lag_known = True
         except Exception as exc:  # noqa: BLE001 — the broker may be briefly away; keep the last figures
             log.warning("could not measure consumer lag: %s", exc)
+            self.stall_watch.forget()  # nothing can move while the broker is away
+            return
+        if not self.ready:  # recovering or rebalancing: partitions are paused on purpose
+            self.stall_watch.forget()
+            return
+        # Only this worker's partitions: another worker's stall is that worker's to detect.
+        mine = {(tp.topic, tp.partition) for tp in self.app.assignor.assigned_actives()}
+        stalls = self.stall_watch.observe({tp: p for tp, p in positions.items() if tp in mine}, time.monotonic())
+        if stalls:
+            what = "; ".join(s.describe() for s in stalls)
+            log.error("worker stalled: %s. faust has stopped fetching (faust issues #629, #523); exiting so that "
+                      "the supervisor restarts the worker, which resumes from the committed offsets", what)
+            await self.app.crash(WorkerStalledError(what))
 
     _lag_clients: tuple[Any, Any] | None = None
 
-    def _measure_lag(self) -> dict[str, int]:
+    def _measure_lag(self) -> tuple[dict[str, int], Positions]:
         from kafka import TopicPartition
 
         from hub.kafka import admin, consumer
@@ -342,6 +362,7 @@ class HubRuntime:
         adm, cons = self._lag_clients
         committed = adm.list_group_offsets({self.group: None}).get(self.group, {})
         out: dict[str, int] = {}
+        positions: dict[tuple[str, int], tuple[int, int]] = {}
         for name in self.topics.source_topic_names():
             parts = cons.partitions_for_topic(name) or set()
             tps = [TopicPartition(name, p) for p in sorted(parts)]
@@ -354,8 +375,9 @@ class HubRuntime:
                 meta = committed.get(tp)
                 done = meta.offset if meta is not None and meta.offset >= 0 else begins[tp]
                 total += max(0, ends[tp] - done)
+                positions[(name, tp.partition)] = (done, ends[tp])
             out[name] = total
-        return out
+        return out, positions
 
     def start_partials_reader(self) -> None:
         """Start reading the partials topic for the merged gauges (see :mod:`streams.merged`)."""

@@ -101,6 +101,8 @@ class Proc:
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
     kills: int = 0
+    #: Times the process exited on its own and was restarted by :meth:`HubUnderTest.supervise`.
+    exits: int = 0
 
     @property
     def log_path(self) -> Path:
@@ -360,7 +362,22 @@ class HubUnderTest:
             return None
         return r.json() if r.status_code == 200 else None
 
+    def supervise(self) -> None:
+        """Restart a worker that exited on its own, as ``dvc-hub up``, systemd or Kubernetes would.
+
+        A worker exits by itself when its stall watchdog fires (``streams.watchdog``); the restart
+        is part of the recovery the tests demand, and it is logged in the worker's log.
+        """
+        for w in self.workers:
+            if w.proc is not None and not w.alive():
+                code = w.proc.returncode
+                with w.log_path.open("ab") as log:
+                    log.write(f"\n===== exited with code {code}: restarted by the test supervisor =====\n".encode())
+                w.exits += 1
+                w.start()
+
     def workers_caught_up(self) -> bool:
+        self.supervise()
         statuses = [self.worker_status(w) for w in self.workers]
         if any(s is None for s in statuses):
             return False
