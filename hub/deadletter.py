@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from hub.privacy import redact_text
+from hub.privacy import redact_payload, redact_text
 
 Stage = Literal["connector", "normalize", "state", "portal_sync", "replay"]
 
@@ -95,7 +95,11 @@ class DeadLetter(BaseModel):
         payload: dict[str, Any] | None = None,
         raw: bytes | str | None = None,
     ) -> DeadLetter:
-        """Build a dead letter; ``raw`` text is truncated and redacted, never stored whole."""
+        """Build a dead letter; ``raw`` text is truncated and redacted, never stored whole.
+
+        ``payload`` is kept for replay and diagnosis, without personal data
+        (:func:`hub.privacy.redact_payload`): it may come from a record that never passed the edge.
+        """
         if reason not in REASONS:
             reason = "unexpected"
         excerpt = None
@@ -105,7 +109,8 @@ class DeadLetter(BaseModel):
         return cls(
             stage=stage, reason=reason, detail=redact_text(mask_quoted(detail))[:MAX_EXCERPT], source=source,
             topic=topic,
-            partition=partition, offset=offset, event_id=event_id, payload=payload, excerpt=excerpt,
+            partition=partition, offset=offset, event_id=event_id,
+            payload=redact_payload(payload) if payload is not None else None, excerpt=excerpt,
         )
 
     def headers(self) -> list[tuple[str, bytes]]:

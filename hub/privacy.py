@@ -57,3 +57,24 @@ def scrub_dossier(record: dict[str, Any], key: bytes) -> dict[str, Any]:
 def redact_text(text: str) -> str:
     """Mask anything that looks like an ID number or a phone in free text (logs, error reasons)."""
     return _PHONE_RE.sub("<phone>", _ID_RE.sub("<id>", text))
+
+
+def redact_payload(value: Any) -> Any:
+    """A copy of any JSON value fit for a dead letter: no person in it, whatever its shape.
+
+    Unlike :func:`scrub_dossier`, which runs at the edge with the hashing key, this runs on records
+    that may never have passed the edge (produced straight into a raw topic, or malformed in a way
+    the edge did not expect). Name, phone, address and ID fields are dropped (an ``IdHash`` is kept:
+    it is already a keyed hash), and every string left is passed through :func:`redact_text`, so an
+    ID number or a phone under an unexpected field name is masked too.
+    """
+    if isinstance(value, dict):
+        return {
+            k: redact_payload(v) for k, v in value.items()
+            if k not in NAME_FIELDS and k not in PHONE_FIELDS and k not in ADDRESS_FIELDS and k not in ID_FIELDS
+        }
+    if isinstance(value, list):
+        return [redact_payload(v) for v in value]
+    if isinstance(value, str):
+        return redact_text(value)
+    return value

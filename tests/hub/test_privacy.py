@@ -61,3 +61,23 @@ def test_dead_letter_keeps_only_the_shape_of_unreadable_input() -> None:
     assert "Nguy" not in blob
     assert "Văn" not in blob
     assert dl.excerpt == '{"xxxxxxx": "xxxxxx xxx x", "xxxxxx": "x99.9'
+
+
+def test_dead_letter_payload_keeps_the_dossier_but_no_person() -> None:
+    """A record produced straight into a raw topic (it never passed the edge) is dead-lettered with
+    its payload for replay: names, phones, addresses and ID fields go, ID-like text is masked."""
+    payload = {**RECORD, "SoGiayTo": "038090001234", "GhiChu": "goi 0912345678", "IdHash": "h1:abc",
+               "MucDo": ["x"]}
+    dl = DeadLetter.make(stage="normalize", reason="schema", detail="MucDo: not a level", source="motcua",
+                         payload={"source": "motcua", "payload": payload})
+    blob = dl.value().decode("utf-8")
+    for secret in ("Nguyễn Văn A", "038090001234", "0912345678", "Lê Lợi", "Trần Thị B"):
+        assert secret not in blob
+    kept = DeadLetter.parse(dl.value()).payload
+    assert kept is not None
+    assert kept["payload"]["MaHoSo"] == RECORD["MaHoSo"]
+    assert kept["payload"]["IdHash"] == "h1:abc"
+    assert kept["payload"]["MucDo"] == ["x"]
+    assert kept["payload"]["SoGiayTo"] == "<id>"  # an unknown field name: masked by its shape
+    assert kept["payload"]["GhiChu"] == "goi <phone>"
+    assert kept["payload"]["QuaTrinhXuLy"] == [{"TrangThai": "2"}]
