@@ -20,14 +20,15 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-import orjson
-
 from hub.config import KafkaSettings, Settings, load_settings
+
+log = logging.getLogger(__name__)
 
 BROKER_HINT = "start it with `dvc-hub up` or `dvc-hub broker start`, or fix kafka.bootstrap_servers"
 READ_TIMEOUT_S = 30.0
@@ -101,15 +102,20 @@ def live_counts(settings: Settings) -> dict[str, Counter[str]]:
 
 
 def live_catalogue(settings: Settings) -> Any:
-    """The procedure catalogue the workers hold, from the catalogue table's changelog."""
-    from schemas.events import CatalogueEntry
-    from streams.domain.aggregates import Catalogue
+    """The procedure catalogue the workers hold, from the catalogue table's changelog.
+
+    Decoded as the portal sync decodes it (:class:`hub.sync.stats.LiveCatalogue`): one reader of
+    that format, which skips an unreadable value instead of failing the report.
+    """
+    from hub.sync.stats import LiveCatalogue
     from streams.topics import CATALOGUE_TABLE, changelog_topic
 
-    cat = Catalogue()
+    live = LiveCatalogue()
     for v in read_compacted(settings.kafka, changelog_topic(settings, CATALOGUE_TABLE)).values():
-        cat.add(CatalogueEntry.model_validate(orjson.loads(v)["e"]))
-    return cat
+        live.apply(v)
+    if live.unreadable:
+        log.warning("skipped %d unreadable catalogue changelog records", live.unreadable)
+    return live.catalogue
 
 
 def make_report(settings: Settings, period: Any, unit: str | None) -> Any:
