@@ -46,6 +46,8 @@ __all__ = ["ConnectorMetrics", "CycleReport", "SeenSet", "SyncEngine"]
 log = logging.getLogger(__name__)
 
 MAX_FAILURE_BACKOFF_S = 300.0
+#: How soon a snapshot stream (a catalogue) that came back empty is read again.
+EMPTY_SNAPSHOT_RETRY_S = 30.0
 
 
 class SeenSet:
@@ -182,8 +184,14 @@ class SyncEngine:
             if not self._due(stream):
                 continue
             try:
-                await self._sync_stream(stream, report)
+                empty = await self._sync_stream(stream, report)
                 self._last_read[stream.name] = self._monotonic()
+                interval = stream.refresh_every()
+                if empty and interval is not None and interval > EMPTY_SNAPSHOT_RETRY_S:
+                    # A catalogue that came back empty (the source was still being set up, or in
+                    # maintenance) is read again soon, not a refresh interval (an hour) later:
+                    # figures that depend on it (fees, paper results) would be wrong until then.
+                    self._last_read[stream.name] -= interval - EMPTY_SNAPSHOT_RETRY_S
                 await self._complete_cycle(stream)
                 proof = proof and stream.proves_caught_up()
             except BadPage as exc:
@@ -235,11 +243,14 @@ class SyncEngine:
             return max(0.0, (now - at).total_seconds())
         return None
 
-    async def _sync_stream(self, stream: Stream, report: CycleReport) -> None:
+    async def _sync_stream(self, stream: Stream, report: CycleReport) -> bool:
+        """Read ``stream`` to its end; True when a page of a snapshot stream (one unit's catalogue) was empty."""
         saved: Cursor | None = self.state.cursors.get(stream.name) if stream.incremental else None
         topic = getattr(self.topics, stream.topic)
+        empty = False
         async for page in stream.pages(saved):
             report.pages += 1
+            empty = empty or (not stream.incremental and not page.records and not page.rejects)
             raws, letters = self.edge.process(stream, page.records)
             letters.extend(self.edge.reject(stream, r) for r in page.rejects)
             fresh = []
@@ -269,6 +280,7 @@ class SyncEngine:
                 if new != current:
                     self.state.cursors[stream.name] = new
                     await self._save()
+        return empty
 
     async def _complete_cycle(self, stream: Stream) -> None:
         if not stream.incremental:

@@ -289,3 +289,39 @@ def test_crash_between_produce_and_cursor_save_loses_nothing():
         raise SourceUnavailable("x", reason="y")
     with pytest.raises(InvalidAuth):
         raise InvalidAuth("y")
+
+
+def test_an_empty_catalogue_is_read_again_soon_not_an_hour_later():
+    """The source answered an empty catalogue (still being set up): the next read is due in 30 s, not in
+    ``refresh_every`` (an hour); a catalogue that came back full waits the whole refresh interval."""
+    from connectors.sdk import SyncEngine
+    from connectors.sdk.engine import EMPTY_SNAPSHOT_RETRY_S
+    from hub.config import TopicSettings
+
+    fake = FakeMotCua()
+    published, fake.catalogue = fake.catalogue, []
+    clock = [1000.0]
+    sink = MemorySink()
+
+    async def cycles() -> list[int]:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(fake)) as http:
+            connector = MotCuaConnector.from_instance(MOTCUA, http)
+            engine = SyncEngine(connector, sink=sink, state_store=MemoryStateStore(), topics=TopicSettings(),
+                                privacy_key=b"k", monotonic=lambda: clock[0])
+            reads = []
+
+            async def read_at(t: float) -> None:
+                clock[0] = t
+                before = sum(1 for r in fake.requests if r.url.path.endswith("/thutuc"))
+                await engine.run_once()
+                reads.append(sum(1 for r in fake.requests if r.url.path.endswith("/thutuc")) - before)
+
+            await read_at(1000.0)                                   # empty
+            await read_at(1000.0 + EMPTY_SNAPSHOT_RETRY_S - 1)      # not yet due
+            fake.catalogue = published
+            await read_at(1000.0 + EMPTY_SNAPSHOT_RETRY_S)          # due again: now full
+            await read_at(1000.0 + EMPTY_SNAPSHOT_RETRY_S + 60)     # full: waits the refresh interval
+            return reads
+
+    assert asyncio.run(cycles()) == [1, 0, 1, 0]
+    assert [e for e in sink.event_ids() if "|1.003560.000.00.00.H56:" in e], "the catalogue read second was produced"

@@ -268,9 +268,11 @@ class HubUnderTest:
             self.world, units=units, motcua_faults=self.source_faults, qlvb_faults=Faults(seed=seed + 1),
             portal_faults=self.portal_faults, qlvb_username=qlvb[0], qlvb_password=qlvb[1], portal_clients=clients,
             motcua_port=self.ports.motcua, qlvb_port=self.ports.qlvb, portal_port=self.ports.portal, seed=seed,
-            # Tokens live in the World's clock, which the scenario moves by days at a time: without a
-            # long life every chunk would expire them, hiding the revocation the portal tests inject.
-            token_ttl=10**9,
+            # The portal's server clock is the wall clock, as in `dvc-hub up --scenario`: the scenario
+            # moves the World's clock by days at a time, which expired tokens on every chunk and, worse,
+            # the portal's 24 h Idempotency-Key window between a push and its retry a second later,
+            # so a retried progress POST after a lost answer was stored twice (the lost-answer test).
+            portal_clock=SimClock.live(),
         )
         self.player: ScenarioPlayer | LivePlayer = (
             ScenarioPlayer(self.world, self.scenario, fast=True, faults=player_faults, chunk_size=chunk_size,
@@ -309,6 +311,10 @@ class HubUnderTest:
 
     def start(self, *, play: bool = True) -> HubUnderTest:
         """Start the simulators, every process and Prometheus; then (``play``) the scenario."""
+        # The source systems publish their catalogues before the hub ever connects, as in a city;
+        # the players publish them again (the same rows) when they start.
+        for unit in self.scenario.units:
+            self.world.set_catalogue(unit.code, self.scenario.catalogue_rows(unit.code))
         self.sims.start()
         for p in self.procs:
             p.start()
