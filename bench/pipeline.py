@@ -112,7 +112,7 @@ def throughput(bootstrap: str, run_dir: Path, *, dossiers: int, versions: int = 
     produced = produce(settings, topic, dossier_records(dossiers, versions=versions))
     # Bare consumer before and after the pipeline: a noisy neighbour shows as a spread between them.
     bare_runs = [asyncio.run(bare_consume(bootstrap, topic, n)) for _ in range(max(1, repeats - 1))]
-    pipe = run_pipeline(bootstrap, run_dir, topic, n, name="tp-pipeline", profile=profile)
+    pipe = run_pipeline(bootstrap, run_dir, topic, n, name="tp-pipeline")
     bare_runs.append(asyncio.run(bare_consume(bootstrap, topic, n)))
     read_only = asyncio.run(bare_consume(bootstrap, topic, n, decode=False))
     bare = summary([r.rate for r in bare_runs])
@@ -122,6 +122,8 @@ def throughput(bootstrap: str, run_dir: Path, *, dossiers: int, versions: int = 
         with checkout(baseline) as tree:
             base = run_pipeline(bootstrap, run_dir, topic, n, name="tp-baseline", tree=tree)
         base["revision"] = revision(baseline)
+    if profile:  # a run of its own: py-spy's sampling slows the worker it watches a little
+        pipe["profile"] = run_pipeline(bootstrap, run_dir, topic, n, name="tp-profile", profile=True).get("profile")
     return {
         "baseline": base,
         "benchmark": "throughput",

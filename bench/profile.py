@@ -132,6 +132,6 @@ def checkout(ref: str) -> Iterator[Path]:
 
 def revision(ref: str) -> str:
     """``ref`` as a short commit id with its subject (what the report names as the baseline)."""
-    out = subprocess.run(["git", "-C", str(ROOT), "log", "-1", "--format=%h %s", ref],
+    out = subprocess.run(["git", "-C", str(ROOT), "log", "-1", "--format=%h (%cs)", ref],
                          capture_output=True, text=True, check=False)
     return out.stdout.strip() or ref
