@@ -92,15 +92,7 @@ def has_figures(counts: Counter[str], ky: str) -> bool:
     A period without any figure is not reported: an all-zero body for a period the hub never saw
     (say, last year, when the hub started in March) would overwrite what the portal already holds.
     """
-    for key, value in counts.items():
-        if value:
-            try:
-                period = split_key(key)[3]
-            except ValueError:
-                continue
-            if period == ky:
-                return True
-    return False
+    return ky in figure_periods(counts)
 
 
 def figure_periods(counts: Counter[str]) -> set[str]:
