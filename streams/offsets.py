@@ -30,15 +30,8 @@ log = logging.getLogger(__name__)
 _installed = False
 
 
-async def _refuse_gap(self: Any, tp: Any, offset_from: int, offset_to: int) -> None:
+async def _refuse_gap(_self: Any, tp: Any, offset_from: int, offset_to: int) -> None:
     # Replaces faust.transport.consumer.Consumer._add_gap (same signature): log, do not acknowledge.
-    # As faust does, a range at or below the committed offset is no gap at all: after a restart the
-    # read position starts below what the previous process had committed (seen in every soak run).
-    committed = self._committed_offset.get(tp)
-    if committed is not None:
-        offset_from = max(offset_from, committed + 1)
-    if offset_from > offset_to:
-        return
     log.warning(
         "skipped offsets %d..%d of %s[%d] were fetched past, not processed; they are not committed "
         "(the stall watchdog restarts the worker to read them again)", offset_from, offset_to, tp.topic,
@@ -53,5 +46,5 @@ def refuse_gaps() -> None:
         return
     from faust.transport.consumer import Consumer
 
-    Consumer._add_gap = _refuse_gap  # type: ignore[method-assign]
+    Consumer._add_gap = _refuse_gap  # type: ignore[method-assign,assignment]
     _installed = True

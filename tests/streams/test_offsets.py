@@ -34,17 +34,6 @@ async def test_a_skipped_range_is_not_acknowledged_so_the_commit_does_not_move_p
     assert Consumer._new_offset(c, TOPIC_PARTITION) is None  # type: ignore[arg-type]
 
 
-async def test_a_range_below_the_committed_offset_is_no_gap_and_no_warning(caplog):
-    """After a restart faust's read position can start below the previous process's commit: not a skip."""
-    refuse_gaps()
-    c = FakeConsumer()
-    c._committed_offset[TOPIC_PARTITION] = 874
-    with caplog.at_level(logging.WARNING, logger="streams.offsets"):
-        await Consumer._add_gap(c, TOPIC_PARTITION, 585, 873)  # type: ignore[arg-type]
-    assert not caplog.text
-    assert not c._gap[TOPIC_PARTITION]
-
-
 async def test_without_the_patch_faust_would_have_committed_past_the_range():
     """What refuse_gaps prevents, shown on faust's unpatched logic: the gap counts as acknowledged."""
     c = FakeConsumer()
