@@ -50,7 +50,6 @@ from streams.collector import DomainCollector, PipelineMetrics
 from streams.domain.aggregates import Aggregates, Catalogue
 from streams.domain.state import view
 from streams.merged import PartialsReader
-from streams.offsets import refuse_gaps
 from streams.topics import HubTopics, declare_tables, declare_topics
 from streams.watchdog import Positions, StallWatch, WorkerStalledError
 
@@ -444,7 +443,6 @@ def create_app(settings: Settings) -> faust.App:
     """Build the hub's faust app from ``settings`` (see the module docstring)."""
     w, k = settings.worker, settings.kafka
     _check_store(w.store)
-    refuse_gaps()  # never commit past records faust skipped (streams/offsets.py)
     app = faust.App(
         w.app_id,
         broker=k.faust_broker_url(),
