@@ -118,6 +118,11 @@ PROCESSING_LATENCY = MetricSpec(
     "dvchub_processing_latency_seconds", "histogram",
     "Time from a record's Kafka timestamp to the end of its processing.", ("agent",),
 )
+CONSUMER_REREADS = MetricSpec(
+    "dvchub_consumer_rereads_total", "counter",
+    "Times the worker fetched past the offset it expected and read the partition again from there.",
+    ("topic",),
+)
 STATE_APPLIES = MetricSpec(
     "dvchub_state_applies_total", "counter",
     "Events applied to dossier state, by outcome (applied, stale, duplicate, replayed).", ("outcome",),
@@ -171,8 +176,8 @@ PORTAL_OLDEST_UNPUSHED = MetricSpec(
 )
 
 ALL_METRICS: tuple[MetricSpec, ...] = (
-    *DOMAIN_METRICS, AGENT_RECORDS_IN, AGENT_RECORDS_OUT, DEAD_LETTERS, CONSUMER_LAG, PROCESSING_LATENCY,
-    STATE_APPLIES, CONNECTOR_POLLS, CONNECTOR_RECORDS, CONNECTOR_ERRORS, CONNECTOR_CURSOR_AGE,
+    *DOMAIN_METRICS, AGENT_RECORDS_IN, AGENT_RECORDS_OUT, DEAD_LETTERS, CONSUMER_LAG, CONSUMER_REREADS,
+    PROCESSING_LATENCY, STATE_APPLIES, CONNECTOR_POLLS, CONNECTOR_RECORDS, CONNECTOR_ERRORS, CONNECTOR_CURSOR_AGE,
     CONNECTOR_LAST_SUCCESS, CONNECTOR_UP, PORTAL_PUSHES, PORTAL_RETRIES, PORTAL_BREAKER_STATE,
     PORTAL_BREAKER_TRANSITIONS, PORTAL_OLDEST_UNPUSHED,
 )

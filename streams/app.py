@@ -50,6 +50,7 @@ from streams.collector import DomainCollector, PipelineMetrics
 from streams.domain.aggregates import Aggregates, Catalogue
 from streams.domain.state import view
 from streams.merged import PartialsReader
+from streams.offsets import HubApp
 from streams.topics import HubTopics, declare_tables, declare_topics
 from streams.watchdog import Positions, StallWatch, WorkerStalledError
 
@@ -443,7 +444,8 @@ def create_app(settings: Settings) -> faust.App:
     """Build the hub's faust app from ``settings`` (see the module docstring)."""
     w, k = settings.worker, settings.kafka
     _check_store(w.store)
-    app = faust.App(
+    # HubApp: faust's App whose consumer never skips offsets it did not process (streams/offsets.py).
+    app = HubApp(
         w.app_id,
         broker=k.faust_broker_url(),
         broker_credentials=_credentials(settings),
@@ -479,6 +481,10 @@ def create_app(settings: Settings) -> faust.App:
     dossiers, catalogue = declare_tables(app, settings)
     rt = HubRuntime(app, settings, topics, dossiers, catalogue)
     setattr(app, _RUNTIME_ATTR, rt)  # faust.App has no slot for user state
+    rereads = rt.metrics.rereads
+    for name in topics.source_topic_names():
+        rereads.labels(topic=name)  # a series from the start: rate() reads 0, not "no data"
+    app.on_reread = lambda topic: rereads.labels(topic=topic).inc()
 
     from streams.agents import dossier_state, normalizer, partials
     from streams.web import register_views

@@ -38,6 +38,7 @@ from hub.metrics import (
     AGENT_RECORDS_IN,
     AGENT_RECORDS_OUT,
     CONSUMER_LAG,
+    CONSUMER_REREADS,
     DEAD_LETTERS,
     PROCESSING_LATENCY,
     STATE_APPLIES,
@@ -87,6 +88,7 @@ class PipelineMetrics:
         self.records_out = Labelled(counter(AGENT_RECORDS_OUT, registry))
         self.dead_letters = Labelled(counter(DEAD_LETTERS, registry))
         self.state_applies = Labelled(counter(STATE_APPLIES, registry))
+        self.rereads = counter(CONSUMER_REREADS, registry)
         self.latency = Labelled(histogram(PROCESSING_LATENCY, registry))
 
     def value(self, name: str, **labels: str) -> float:

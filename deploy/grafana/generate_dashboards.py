@@ -431,10 +431,15 @@ def operations() -> dict[str, Any]:
            target("agent:dvchub_agent_records_out:rate5m", "B", "ra {{agent}}")], w=8, h=6, unit=per_s)
     b.add("timeseries", "Thời gian xử lý (p95)",
           "95% bản ghi được xử lý xong trong khoảng thời gian này, tính từ lúc vào Kafka.",
-          [target("agent:dvchub_processing_latency_seconds:p95_5m", "A", "{{agent}}")], w=12, h=7, unit="s")
+          [target("agent:dvchub_processing_latency_seconds:p95_5m", "A", "{{agent}}")], w=10, h=7, unit="s")
     b.add("timeseries", "Cập nhật trạng thái hồ sơ theo kết quả",
           "Sự kiện áp dụng vào trạng thái hồ sơ mỗi giây: áp dụng, cũ (bỏ qua), trùng (bỏ qua).",
-          [target("outcome:dvchub_state_applies:rate5m", "A", "{{outcome}}")], w=12, h=7, unit=per_s)
+          [target("outcome:dvchub_state_applies:rate5m", "A", "{{outcome}}")], w=10, h=7, unit=per_s)
+    b.add("stat", "Đọc lại phân vùng (1 giờ)",
+          "Số lần worker nhận bản ghi vượt quá vị trí cần đọc (thường ngay sau khi khởi động lại) và đã đọc lại "
+          "phân vùng từ vị trí đó thay vì bỏ sót. Vài lần quanh một lần khởi động lại là bình thường.",
+          [target("sum(increase(dvchub_consumer_rereads_total[1h]))")], w=4, h=7, options=stat_options(),
+          steps=thresholds((None, "green"), (1, "blue"), (50, "yellow")))
 
     b.row("Hàng đợi lỗi (dead letter)")
     b.add("stat", "Bản ghi lỗi trong 1 giờ", "Số bản ghi bị chuyển vào topic lỗi trong 1 giờ qua.",

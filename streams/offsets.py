@@ -1,0 +1,220 @@
+"""Read every record: the worker's consumer refuses to jump over offsets it never processed.
+
+**What goes wrong in faust without this.** faust's fetch loop (``Consumer._drain_messages`` in
+``faust/transport/consumer.py``) remembers the last offset it read per partition. When a fetched
+record's offset jumps past it, faust records the skipped range as a *gap* and its commit logic
+counts the gap as acknowledged. That is meant for compacted and transactional topics, whose offsets
+really have holes. But a jump also happens around a rebalance: faust's fetch of a batch runs in the
+consumer thread, while the recovery coroutine on the main loop seeks the stream partitions back to
+their committed offsets ("Seek stream partitions to committed offsets"). A batch fetched at the old
+read position, *before* that seek, can reach the fetch loop *after* it, with the consumer generation
+and flow control already saying "go". Its first record lies past the freshly seeked position, faust
+calls the range between a gap, the commit moves past it, and the records in between — fetched
+before the rebalance and dropped from the stream buffers by it — are never processed. The
+SIGKILL crash tests saw exactly that: ``canonical`` partition 0, offsets 472–523, committed and
+never applied; a soak run lost ``raw.motcua`` partition 1, offsets 831–887, with no dead letter.
+
+**What the guard does.** :class:`ContinuityGuard` keeps, per partition, the next offset the worker
+must read (set by every seek and advanced by every record handed to faust). A record past it is
+not handed on: the consumer seeks the partition back to the expected offset and drops the rest of
+that partition's stale batch, so the records in between are fetched and processed again (the
+dossier state is idempotent, so a record seen twice changes nothing). If a batch fetched *after*
+that seek still starts past the expected offset, the hole is real (compaction, transaction
+markers); the guard accepts it once and faust's own gap handling takes over.
+
+:class:`GuardedConsumer` wires the guard into faust's aiokafka consumer, and :class:`HubApp` makes
+the worker use it. Both are thin; the decisions live in :class:`ContinuityGuard`, which is plain
+Python and unit-tested on its own (``tests/streams/test_offsets.py``).
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from typing import Any
+
+import faust
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP, Message
+
+log = logging.getLogger(__name__)
+
+
+class Verdict(enum.Enum):
+    """What to do with one fetched record."""
+
+    HAND_ON = "hand_on"  # hand it to faust
+    DROP = "drop"  # part of a stale batch: the partition was (or is being) read again
+    REREAD = "reread"  # the first record past the expected offset: seek back, then drop it
+
+
+class ContinuityGuard:
+    """Per-partition bookkeeping of the next offset to read, and the verdict for each fetched record.
+
+    The consumer calls :meth:`new_batch` before each fetch, :meth:`check` for each record the fetch
+    returned, :meth:`seeked` after every seek (its own and faust's), and :meth:`forget` when
+    partitions are revoked.
+
+    >>> g = ContinuityGuard()
+    >>> g.seeked({"p": 10}); b = g.new_batch()
+    >>> [g.check("p", o, b).value for o in (10, 11, 14, 15)]
+    ['hand_on', 'hand_on', 'reread', 'drop']
+    >>> g.seeked({"p": 12}); b = g.new_batch()  # the consumer sought back to 12
+    >>> [g.check("p", o, b).value for o in (12, 13, 14)]
+    ['hand_on', 'hand_on', 'hand_on']
+    """
+
+    def __init__(self) -> None:
+        self._expected: dict[Any, int] = {}
+        # partition -> number of the batch during which the guard sought it back
+        self._rereading: dict[Any, int] = {}
+        self._batch = 0
+        self.rereads = 0
+        self.holes = 0
+
+    def new_batch(self) -> int:
+        """Number the next fetch; records of later batches were fetched after every earlier seek."""
+        self._batch += 1
+        return self._batch
+
+    def expected(self, tp: Any) -> int | None:
+        """The next offset the worker must read from ``tp``, if known."""
+        return self._expected.get(tp)
+
+    def seeked(self, offsets: Mapping[Any, int | None]) -> None:
+        """Partitions were sought to these offsets (``None`` or negative: position unknown)."""
+        for tp, offset in offsets.items():
+            self._rereading.pop(tp, None)
+            if offset is None or offset < 0:
+                self._expected.pop(tp, None)
+            else:
+                self._expected[tp] = offset
+
+    def forget(self, tps: Iterable[Any]) -> None:
+        """Partitions left this worker."""
+        for tp in tps:
+            self._expected.pop(tp, None)
+            self._rereading.pop(tp, None)
+
+    def check(self, tp: Any, offset: int, batch: int) -> Verdict:
+        """The verdict for the record at ``offset`` of ``tp``, fetched in batch number ``batch``."""
+        expected = self._expected.get(tp)
+        if expected is None or offset == expected:
+            self._expected[tp] = offset + 1
+            self._rereading.pop(tp, None)
+            return Verdict.HAND_ON
+        if offset < expected:
+            # Read again below the expected offset (e.g. after faust's own seek): faust drops what
+            # lies below its read offset, and the idempotent state absorbs the rest.
+            return Verdict.HAND_ON
+        sought_in = self._rereading.get(tp)
+        if sought_in is None:
+            self._rereading[tp] = batch
+            self.rereads += 1
+            return Verdict.REREAD
+        if batch > sought_in:
+            # Fetched after the seek back and still past it: the log really has a hole here.
+            self._rereading.pop(tp, None)
+            self._expected[tp] = offset + 1
+            self.holes += 1
+            return Verdict.HAND_ON
+        return Verdict.DROP
+
+
+class GuardedConsumer(faust_aiokafka.Consumer):
+    """faust's aiokafka consumer with a :class:`ContinuityGuard` on the records it hands on.
+
+    Only topics faust acknowledges offsets for (the agents' source topics) are guarded; the
+    tables' changelogs are read by faust's recovery, which tracks them itself.
+    """
+
+    guard: ContinuityGuard
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.guard = ContinuityGuard()
+
+    async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:  # noqa: ASYNC109 (faust's signature)
+        """faust's fetch, with records past the expected offset replaced by a seek back."""
+        guard = self.guard
+        batch = guard.new_batch()
+        guarded = self._guarded
+        async for tp, message in super().getmany(timeout):
+            if not guarded(tp):
+                yield tp, message
+                continue
+            verdict = guard.check(tp, message.offset, batch)
+            if verdict is Verdict.HAND_ON:
+                yield tp, message
+            elif verdict is Verdict.REREAD:
+                expected = guard.expected(tp)
+                assert expected is not None  # a REREAD verdict needs a known expected offset
+                log.warning(
+                    "fetched offset %d of %s[%d] while the worker expected %d (a batch fetched before a "
+                    "seek); reading the partition again from %d", message.offset, tp.topic, tp.partition,
+                    expected, expected,
+                )
+                # faust's seek_wait runs in the consumer thread, after the fetch that returned this
+                # batch and before the next one, so the next batch starts at ``expected``. (Not
+                # self.seek_wait: the guard must remember that this seek was its own.)
+                await super().seek_wait({tp: expected})
+                on_reread = getattr(self.app, "on_reread", None)
+                if on_reread is not None:
+                    on_reread(tp.topic)
+
+    async def seek_to_committed(self) -> Mapping[TP, int]:
+        """faust's recovery seek; the guard learns the new read positions.
+
+        A partition without a committed offset (a new group, a new partition) is not sought at all
+        by aiokafka, so a batch fetched and dropped before this seek leaves the position past the
+        records nobody processed. With ``auto_offset_reset="earliest"`` the worker must start at
+        the log's first offset: the guard expects that one.
+        """
+        offsets = await super().seek_to_committed()
+        expected: dict[TP, int | None] = dict(offsets)
+        unknown = [tp for tp, o in offsets.items() if (o is None or o < 0) and self._guarded(tp)]
+        if unknown and self.app.conf.consumer_auto_offset_reset == "earliest":
+            expected.update(await self.earliest_offsets(*unknown))
+        self.guard.seeked(expected)
+        return offsets
+
+    def _guarded(self, tp: TP) -> bool:
+        return bool(self.app.topics.acks_enabled_for(tp.topic))
+
+    async def seek(self, partition: TP, offset: int) -> None:
+        """faust's seek; the guard learns the new read position."""
+        await super().seek(partition, offset)
+        self.guard.seeked({partition: offset})
+
+    async def seek_wait(self, partitions: Mapping[TP, int]) -> None:
+        """Seek and wait for the positions; the guard learns them."""
+        await super().seek_wait(partitions)
+        self.guard.seeked(partitions)
+
+    async def on_partitions_revoked(self, revoked: set[TP]) -> None:
+        """Forget the revoked partitions' positions before faust's own bookkeeping."""
+        self.guard.forget(revoked)
+        await super().on_partitions_revoked(revoked)
+
+
+class GuardedTransport(faust_aiokafka.Transport):
+    """faust's aiokafka transport, building :class:`GuardedConsumer` consumers."""
+
+    Consumer = GuardedConsumer
+
+
+class HubApp(faust.App):
+    """The worker's faust app: faust's own, with the :class:`GuardedConsumer` on ``kafka://`` brokers.
+
+    ``on_reread(topic)``, when set, is called each time the guard reads a partition again (the
+    worker counts it in ``dvchub_consumer_rereads_total``).
+    """
+
+    on_reread: Callable[[str], None] | None = None
+
+    def _new_transport(self) -> Any:
+        transport = super()._new_transport()
+        if type(transport) is faust_aiokafka.Transport:
+            return GuardedTransport(self.conf.broker_consumer, self)
+        return transport
