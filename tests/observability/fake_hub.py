@@ -275,6 +275,9 @@ class FakeHub:
                 m.counter(m.DEAD_LETTERS, w.registry), m.counter(m.STATE_APPLIES, w.registry),
                 m.histogram(m.PROCESSING_LATENCY, w.registry),
             ))
+            rereads = m.counter(m.CONSUMER_REREADS, w.registry)
+            for topic in ("dvchub.raw.motcua", "dvchub.dossier-events"):
+                rereads.labels(topic=topic)  # at 0 from the start, as the worker's (streams/app.py)
         reg = self.connectors.registry
         self.polls = m.counter(m.CONNECTOR_POLLS, reg)
         self.records = m.counter(m.CONNECTOR_RECORDS, reg)
