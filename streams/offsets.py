@@ -35,6 +35,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import Any
 
 import faust
+from aiokafka.errors import IllegalStateError
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, Message
 
@@ -158,7 +159,14 @@ class GuardedConsumer(faust_aiokafka.Consumer):
                 # faust's seek_wait runs in the consumer thread, after the fetch that returned this
                 # batch and before the next one, so the next batch starts at ``expected``. (Not
                 # self.seek_wait: the guard must remember that this seek was its own.)
-                await super().seek_wait({tp: expected})
+                try:
+                    await super().seek_wait({tp: expected})
+                except IllegalStateError:
+                    # Revoked meanwhile (a rebalance): its next owner starts at the committed offset.
+                    log.info("%s[%d] was revoked before the seek back; its next owner reads it", tp.topic,
+                             tp.partition)
+                    self.guard.forget([tp])
+                    continue
                 on_reread = getattr(self.app, "on_reread", None)
                 if on_reread is not None:
                     on_reread(tp.topic)

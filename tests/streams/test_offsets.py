@@ -203,3 +203,28 @@ async def test_a_partition_without_a_committed_offset_is_expected_from_the_start
     monkeypatch.setattr(app.topics, "acks_enabled_for", lambda topic: True)
     await consumer.seek_to_committed()
     assert (consumer.guard.expected(new), consumer.guard.expected(committed)) == (0, 812)
+
+
+async def test_a_partition_revoked_before_the_seek_back_is_left_to_its_next_owner(monkeypatch):
+    from aiokafka.errors import IllegalStateError
+
+    app = create_app(Settings())
+    consumer = app.consumer
+    assert isinstance(consumer, GuardedConsumer)
+    tp = TP("t.canonical", 2)
+
+    class Msg:
+        offset = 700
+
+    async def fake_getmany(self: Any, timeout: float) -> AsyncIterator[tuple[TP, Any]]:
+        yield tp, Msg()
+
+    async def revoked(self: Any, partitions: Mapping[TP, int]) -> None:
+        raise IllegalStateError(f"No current assignment for partition {tp}")
+
+    monkeypatch.setattr(faust_aiokafka.Consumer, "getmany", fake_getmany)
+    monkeypatch.setattr(faust_aiokafka.Consumer, "seek_wait", revoked)
+    monkeypatch.setattr(app.topics, "acks_enabled_for", lambda topic: True)
+    consumer.guard.seeked({tp: 650})
+    assert [m async for _, m in consumer.getmany(1.0)] == []  # no crash, nothing handed on
+    assert consumer.guard.expected(tp) is None
