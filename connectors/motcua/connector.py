@@ -4,7 +4,9 @@
 (``NgayCapNhat``, ``MaHoSo``). The cursor is that pair of the last record delivered. Two traps
 decide the design:
 
-- many dossiers share a second, so the cursor carries the ``sau`` tie-breaker (strictly after);
+- many dossiers share a second, so the cursor carries the ``sau`` tie-breaker (strictly after) for
+  the pages of one cycle; each cycle, though, starts at the whole second of its cursor, because a
+  dossier changed later in that second can sort before the cursor's ``MaHoSo``;
 - a change can become visible up to 120 s *after* its ``NgayCapNhat``. A look-back cycle (the first
   after a start, then every ``lookback_every_s``) therefore asks the source for its own clock
   (``/api/v1/health``, never the hub's clock: they can be skewed) and starts reading at
@@ -118,11 +120,15 @@ class Dossiers(CursorStream):
         due = time.monotonic() - self._last_lookback >= self.cfg.lookback_every_s
         if saved is not None and saved.get("polled_at") and not due:
             # Forward only: cheap, and it proves nothing about late changes, so the anchor stays.
-            return {"tu": cursor["tu"], "sau": cursor["sau"], "polled_at": cursor["polled_at"]}
+            # It starts at the cursor's *second*, not after its MaHoSo: a dossier changed later in
+            # that same second may sort before the cursor's MaHoSo (the stamp has one-second
+            # resolution), and read strictly after the cursor it would wait for the next look-back
+            # pass (up to lookback_every_s). The seen-set drops the re-read ones without a Kafka write.
+            return {"tu": cursor["tu"], "sau": "", "polled_at": cursor["polled_at"]}
         now = await self.connector.fetch_source_now()
         anchor = parse_compact(cursor.get("polled_at") or cursor["tu"])
         floor = fmt_compact(min(anchor, now) - timedelta(seconds=self.connector.instance.lookback_s))
-        start = {"tu": floor, "sau": ""} if floor < cursor["tu"] else {"tu": cursor["tu"], "sau": cursor["sau"]}
+        start = {"tu": min(floor, cursor["tu"]), "sau": ""}
         self._cycle_started = fmt_compact(now)
         self._last_lookback = time.monotonic()
         return {**start, "polled_at": self._cycle_started}

@@ -88,6 +88,25 @@ def test_page_size_1_walks_ties_with_the_sau_tiebreaker():
     assert any("sau=" in str(r.url) for r in fake.requests)
 
 
+def test_a_change_later_in_the_cursors_second_that_sorts_before_it_is_read_by_the_next_forward_poll():
+    # NgayCapNhat has one-second resolution: a dossier changed later in the cursor's second can sort
+    # before the cursor's MaHoSo. Read strictly after the cursor it would wait for the next
+    # look-back pass (15 s by default); each forward poll starts at the cursor's whole second instead.
+    fake = FakeMotCua(now="20210115093700")
+    first = run(MotCuaConnector, MOTCUA, fake)
+    cursor = first.state.cursors["dossiers"]
+    assert (cursor["tu"], cursor["sau"]) == ("20210115093600", "H56.14767-210115-00005")
+    fake.put("H56.14767-210115-00000", "20210115093600")  # same second, sorts first
+    fake.requests.clear()
+    second = run(MotCuaConnector, MOTCUA, fake, engine=first.engine)
+    assert ids(second) == {"motcua:H56.14767-210115-00000:1"}  # the re-read second costs no Kafka write
+    [page] = [r for r in fake.requests if r.url.path.endswith("/hoso/thaydoi")]
+    assert (page.url.params["tu"], page.url.params.get("sau")) == ("20210115093600", None)
+    assert not any(r.url.path.endswith("/health") for r in fake.requests)  # a forward poll, not a look-back
+    saved = second.state.cursors["dossiers"]
+    assert (saved["tu"], saved["sau"]) == (cursor["tu"], cursor["sau"])  # the position never moves back
+
+
 def test_late_visible_change_is_caught_by_the_lookback_on_the_source_clock():
     fake = FakeMotCua(now="20210115093700")
     store = MemoryStateStore()
