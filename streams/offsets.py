@@ -29,6 +29,7 @@ Python and unit-tested on its own (``tests/streams/test_offsets.py``).
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
@@ -123,6 +124,14 @@ class ContinuityGuard:
         return Verdict.DROP
 
 
+#: How long the fetch loop waits for the consumer thread to seek a partition back.
+SEEK_BACK_TIMEOUT_S = 30.0
+
+
+class ConsumerStuckError(RuntimeError):
+    """The consumer thread did not carry out a seek; the worker must restart (its supervisor does)."""
+
+
 class GuardedConsumer(faust_aiokafka.Consumer):
     """faust's aiokafka consumer with a :class:`ContinuityGuard` on the records it hands on.
 
@@ -156,11 +165,8 @@ class GuardedConsumer(faust_aiokafka.Consumer):
                     "seek); reading the partition again from %d", message.offset, tp.topic, tp.partition,
                     expected, expected,
                 )
-                # faust's seek_wait runs in the consumer thread, after the fetch that returned this
-                # batch and before the next one, so the next batch starts at ``expected``. (Not
-                # self.seek_wait: the guard must remember that this seek was its own.)
                 try:
-                    await super().seek_wait({tp: expected})
+                    await self._seek_back(tp, expected)
                 except IllegalStateError:
                     # Revoked meanwhile (a rebalance): its next owner starts at the committed offset.
                     log.info("%s[%d] was revoked before the seek back; its next owner reads it", tp.topic,
@@ -170,6 +176,42 @@ class GuardedConsumer(faust_aiokafka.Consumer):
                 on_reread = getattr(self.app, "on_reread", None)
                 if on_reread is not None:
                     on_reread(tp.topic)
+
+    async def _seek_back(self, tp: TP, offset: int) -> None:
+        """Seek ``tp`` to ``offset`` on the consumer thread's own loop, and wait until it is done.
+
+        Done there, the seek comes after the fetch that returned the stale batch and before the
+        next one (the fetch loop waits here), so the next batch starts at ``offset``. Not through
+        faust's ``seek_wait``: that queues the call behind the consumer thread's method queue,
+        which a rebalance can hold while it waits for this very fetch loop — a worker in the
+        SIGKILL test stopped fetching for good that way. A seek that still does not happen within
+        :data:`SEEK_BACK_TIMEOUT_S` crashes the worker: its supervisor restarts it, and the restart
+        reads from the committed offset, which never passed the records in question.
+        """
+        thread = self._thread
+        consumer = thread._ensure_consumer()
+
+        async def seek() -> None:
+            consumer.seek(tp, offset)
+
+        done = asyncio.run_coroutine_threadsafe(seek(), thread.thread_loop)
+        stuck: ConsumerStuckError | None = None
+        try:
+            await asyncio.wait_for(asyncio.wrap_future(done), timeout=SEEK_BACK_TIMEOUT_S)
+        except TimeoutError:
+            done.cancel()
+            stuck = ConsumerStuckError(
+                f"the consumer thread did not seek {tp.topic}[{tp.partition}] back to {offset} within "
+                f"{SEEK_BACK_TIMEOUT_S:.0f} s; restarting the worker reads it again from the committed offset"
+            )
+        if stuck is not None:
+            log.error("%s", stuck)
+            # As the stall watchdog does: exit for the supervisor to restart (an exception in the
+            # fetch loop alone would only stop fetching).
+            await self.app.crash(stuck)
+            raise stuck
+        # What faust's own seek records: the next record at ``offset`` is not "below the read offset".
+        self._read_offset[tp] = offset or None
 
     async def seek_to_committed(self) -> Mapping[TP, int]:
         """faust's recovery seek; the guard learns the new read positions.

@@ -8,17 +8,21 @@ model checks them against every interleaving of stale batches, seeks and real ho
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
+import pytest
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hub.config import Settings
+from streams import offsets
 from streams.app import create_app, runtime_of
-from streams.offsets import ContinuityGuard, GuardedConsumer, Verdict
+from streams.offsets import ConsumerStuckError, ContinuityGuard, GuardedConsumer, Verdict
 
 P = ("canonical", 1)
 
@@ -154,34 +158,102 @@ def test_the_worker_app_uses_the_guarded_consumer_and_counts_rereads_from_zero()
     assert all(rt.registry.get_sample_value("dvchub_consumer_rereads_total", {"topic": n}) == 0.0 for n in names)
 
 
-async def test_the_guarded_consumer_seeks_back_and_hands_on_nothing_past_the_expected_offset(monkeypatch):
+class FakeThread:
+    """faust's consumer thread, as far as the guard uses it: an event loop in a thread, and the consumer."""
+
+    def __init__(self, *, running: bool = True, refuse: Exception | None = None) -> None:
+        self.thread_loop = asyncio.new_event_loop()
+        self.seeks: list[tuple[TP, int, bool]] = []  # (tp, offset, ran on the thread's loop)
+        self.refuse = refuse
+        self._runner = threading.Thread(target=self.thread_loop.run_forever, daemon=True)
+        if running:
+            self._runner.start()
+
+    def _ensure_consumer(self) -> Any:
+        thread = self
+
+        class AioConsumer:
+            def seek(self, tp: TP, offset: int) -> None:
+                if thread.refuse is not None:
+                    raise thread.refuse
+                on_loop = asyncio.get_running_loop() is thread.thread_loop
+                thread.seeks.append((tp, offset, on_loop))
+
+        return AioConsumer()
+
+    def close(self) -> None:
+        if self._runner.is_alive():
+            self.thread_loop.call_soon_threadsafe(self.thread_loop.stop)
+            self._runner.join(5)
+
+
+class Msg:
+    def __init__(self, offset: int) -> None:
+        self.offset = offset
+
+
+def guarded_consumer(monkeypatch: Any, batches: list[list[int]], tp: TP, thread: FakeThread) -> GuardedConsumer:
     app = create_app(Settings())
     consumer = app.consumer
     assert isinstance(consumer, GuardedConsumer)
-    tp = TP("t.canonical", 1)
-    batches = [[660, 661], [601, 602]]
-    sought: list[Mapping[TP, int]] = []
-
-    class Msg:
-        def __init__(self, offset: int) -> None:
-            self.offset = offset
 
     async def fake_getmany(self: Any, timeout: float) -> AsyncIterator[tuple[TP, Any]]:
         for o in batches.pop(0):
             yield tp, Msg(o)
 
-    async def fake_seek_wait(self: Any, partitions: Mapping[TP, int]) -> None:
-        sought.append(dict(partitions))
-
     monkeypatch.setattr(faust_aiokafka.Consumer, "getmany", fake_getmany)
-    monkeypatch.setattr(faust_aiokafka.Consumer, "seek_wait", fake_seek_wait)
     monkeypatch.setattr(app.topics, "acks_enabled_for", lambda topic: True)
-    consumer.guard.seeked({tp: 601})
+    monkeypatch.setattr(consumer, "_thread", thread)
+    return consumer
 
-    first = [m.offset async for _, m in consumer.getmany(1.0)]
-    second = [m.offset async for _, m in consumer.getmany(1.0)]
-    assert (first, second, sought) == ([], [601, 602], [{tp: 601}])
-    assert runtime_of(app).metrics.value("dvchub_consumer_rereads_total", topic="t.canonical") == 1.0
+
+async def test_the_guarded_consumer_seeks_back_on_the_consumer_thread_and_hands_on_nothing_past_it(monkeypatch):
+    tp = TP("t.canonical", 1)
+    thread = FakeThread()
+    try:
+        consumer = guarded_consumer(monkeypatch, [[660, 661], [601, 602]], tp, thread)
+        consumer.guard.seeked({tp: 601})
+        first = [m.offset async for _, m in consumer.getmany(1.0)]
+        assert thread.seeks == [(tp, 601, True)]  # done on the thread's loop, before the next fetch
+        assert consumer._read_offset[tp] == 601
+        second = [m.offset async for _, m in consumer.getmany(1.0)]
+        assert (first, second) == ([], [601, 602])
+        assert runtime_of(consumer.app).metrics.value("dvchub_consumer_rereads_total", topic="t.canonical") == 1.0
+    finally:
+        thread.close()
+
+
+async def test_a_partition_revoked_before_the_seek_back_is_left_to_its_next_owner(monkeypatch):
+    from aiokafka.errors import IllegalStateError
+
+    tp = TP("t.canonical", 2)
+    thread = FakeThread(refuse=IllegalStateError(f"No current assignment for partition {tp}"))
+    try:
+        consumer = guarded_consumer(monkeypatch, [[700]], tp, thread)
+        consumer.guard.seeked({tp: 650})
+        assert [m async for _, m in consumer.getmany(1.0)] == []  # no crash, nothing handed on
+        assert consumer.guard.expected(tp) is None
+    finally:
+        thread.close()
+
+
+@pytest.mark.filterwarnings("ignore:coroutine .* was never awaited:RuntimeWarning")  # the loop never runs it
+async def test_a_seek_the_consumer_thread_never_carries_out_restarts_the_worker(monkeypatch):
+    tp = TP("t.raw_motcua", 0)
+    thread = FakeThread(running=False)  # its loop never runs: the seek cannot happen
+    consumer = guarded_consumer(monkeypatch, [[90]], tp, thread)
+    consumer.guard.seeked({tp: 40})
+    crashed: list[BaseException] = []
+
+    async def crash(exc: BaseException) -> None:
+        crashed.append(exc)
+
+    monkeypatch.setattr(offsets, "SEEK_BACK_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(consumer.app, "crash", crash)
+    with pytest.raises(ConsumerStuckError, match=r"did not seek t.raw_motcua\[0\] back to 40"):
+        _ = [m async for _, m in consumer.getmany(1.0)]
+    assert [type(e) for e in crashed] == [ConsumerStuckError]
+    thread.thread_loop.close()
 
 
 async def test_a_partition_without_a_committed_offset_is_expected_from_the_start_of_its_log(monkeypatch):
@@ -204,27 +276,3 @@ async def test_a_partition_without_a_committed_offset_is_expected_from_the_start
     await consumer.seek_to_committed()
     assert (consumer.guard.expected(new), consumer.guard.expected(committed)) == (0, 812)
 
-
-async def test_a_partition_revoked_before_the_seek_back_is_left_to_its_next_owner(monkeypatch):
-    from aiokafka.errors import IllegalStateError
-
-    app = create_app(Settings())
-    consumer = app.consumer
-    assert isinstance(consumer, GuardedConsumer)
-    tp = TP("t.canonical", 2)
-
-    class Msg:
-        offset = 700
-
-    async def fake_getmany(self: Any, timeout: float) -> AsyncIterator[tuple[TP, Any]]:
-        yield tp, Msg()
-
-    async def revoked(self: Any, partitions: Mapping[TP, int]) -> None:
-        raise IllegalStateError(f"No current assignment for partition {tp}")
-
-    monkeypatch.setattr(faust_aiokafka.Consumer, "getmany", fake_getmany)
-    monkeypatch.setattr(faust_aiokafka.Consumer, "seek_wait", revoked)
-    monkeypatch.setattr(app.topics, "acks_enabled_for", lambda topic: True)
-    consumer.guard.seeked({tp: 650})
-    assert [m async for _, m in consumer.getmany(1.0)] == []  # no crash, nothing handed on
-    assert consumer.guard.expected(tp) is None
