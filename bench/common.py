@@ -21,9 +21,7 @@ import json
 import os
 import platform
 import re
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,6 +37,7 @@ import httpx
 from hub.broker import EmbeddedBroker, free_port
 from hub.config import Settings, TopicSettings, load_settings
 from hub.kafka import ensure_topics, hub_topics
+from hub.process import ChildProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = ROOT / "bench" / "results"
@@ -208,57 +207,7 @@ def cpu_seconds(pid: int) -> float:
     return (int(parts[11]) + int(parts[12])) / ticks
 
 
-class Proc:
-    """A child process with its output in a log file, stopped with SIGTERM (then SIGKILL)."""
-
-    def __init__(self, argv: list[str], log_path: Path, env: dict[str, str] | None = None) -> None:
-        self.argv = argv
-        self.log_path = log_path
-        self.env = env
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.cwd = ROOT
-
-    def start(self) -> Proc:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                self.argv, cwd=self.cwd, stdout=log, stderr=subprocess.STDOUT,
-                env={**os.environ, "PYTHONUNBUFFERED": "1", **(self.env or {})},
-            )
-        return self
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self, timeout: float = 30.0) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
-
-    def tail(self, n: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
-        except OSError:
-            return ""
-
-    def __enter__(self) -> Proc:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-
-class WorkerProc(Proc):
+class WorkerProc(ChildProcess):
     """``python -m hub.commands.worker`` on its own web port, read through /metrics and /api/v1/status."""
 
     def __init__(self, config: Path, run_dir: Path, name: str, store: str | None = None,
@@ -267,15 +216,10 @@ class WorkerProc(Proc):
         argv = [sys.executable, "-m", "hub.commands.worker", "--config", str(config), "--web-port", str(self.port)]
         if store:
             argv += ["--store", store]
-        super().__init__(argv, run_dir / f"worker-{name}-{self.port}.log")
         # tree: another checkout of the hub (``git worktree``) whose code this worker runs. ``python -m``
         # puts its working directory first on sys.path, ahead of the editable install of this one.
-        self.cwd = tree or ROOT
+        super().__init__(argv, run_dir / f"worker-{name}-{self.port}.log", cwd=tree or ROOT, die_with_parent=True)
         self.http = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=10)
-
-    def __enter__(self) -> WorkerProc:
-        self.start()
-        return self
 
     def stop(self, timeout: float = 30.0) -> None:
         super().stop(timeout)

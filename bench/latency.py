@@ -21,13 +21,17 @@ from __future__ import annotations
 
 import bisect
 import json
+import re
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import ChangelogCounter, Proc, WorkerProc, cpu_seconds, percentile, write_config
+from bench.common import ROOT, ChangelogCounter, WorkerProc, cpu_seconds, percentile, write_config
 from hub.broker import free_port
+from hub.config import Settings
+from hub.kafka import consumer
+from hub.process import ChildProcess
 
 UNITS = ["380", "14767", "14755", "14758", "14761"]
 
@@ -62,12 +66,12 @@ def latency(bootstrap: str, run_dir: Path, *, rate: float, duration: float, poll
                                  extra=_connectors_toml(port, units, poll_s, start_from))
     tag = f"{int(rate)}-{int(time.time())}"
     go, out = run_dir / f"go-{tag}", run_dir / f"created-{tag}.json"
-    source = Proc([sys.executable, "-m", "bench.source", "--port", str(port), "--units", ",".join(units),
-                   "--rate", str(rate), "--duration", str(duration), "--go", str(go), "--out", str(out)],
-                  run_dir / f"source-{tag}.log")
+    source = ChildProcess([sys.executable, "-m", "bench.source", "--port", str(port), "--units", ",".join(units),
+                           "--rate", str(rate), "--duration", str(duration), "--go", str(go), "--out", str(out)],
+                          run_dir / f"source-{tag}.log", cwd=ROOT, die_with_parent=True)
     worker = WorkerProc(cfg, run_dir, f"lat-{tag}")
-    runner = Proc([str(Path(sys.executable).parent / "dvc-hub"), "--config", str(cfg), "connectors", "run"],
-                  run_dir / f"connectors-{tag}.log")
+    runner = ChildProcess([str(Path(sys.executable).parent / "dvc-hub"), "--config", str(cfg), "connectors", "run"],
+                          run_dir / f"connectors-{tag}.log", cwd=ROOT, die_with_parent=True)
     counter = ChangelogCounter(settings)
     seen: list[tuple[float, int]] = []  # (wall time, applied count) whenever the count changed
     try:
@@ -131,10 +135,69 @@ def latency(bootstrap: str, run_dir: Path, *, rate: float, duration: float, poll
             "p50_s": round(percentile(lat, 50), 3), "p90_s": round(percentile(lat, 90), 3),
             "p99_s": round(percentile(lat, 99), 3), "max_s": round(max(lat), 3), "min_s": round(min(lat), 3),
         })
+    out_d["stages"] = stage_latencies(settings, created)
     target = poll_s + 1.0
     out_d["target"] = {"p99_max_s": target,
                        "met": bool(lat) and reached == len(created) and out_d["p99_s"] <= target}
     return out_d
+
+
+_SEQ = re.compile(rb"H56L\.\d+-\d{6}-(\d{7})")
+
+
+def _first_timestamps(settings: Settings, topic: str) -> dict[int, float]:
+    """Change number -> Kafka timestamp (s) of the first record about it in ``topic``.
+
+    The benchmark's dossier codes end in the change's sequence number (``bench.records.snapshot``),
+    and each change is a new dossier, so the code in a record's key or value names its change.
+    Timestamps are the producers' (CreateTime): when the connector, the normaliser or the state agent
+    handed the record to Kafka.
+    """
+    from kafka import TopicPartition
+
+    c = consumer(settings.kafka, "bench-stages", consumer_timeout_ms=3000)
+    try:
+        parts = c.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        c.assign(tps)
+        c.seek_to_beginning(*tps)
+        ends = c.end_offsets(tps)
+        out: dict[int, float] = {}
+        for record in c:
+            m = _SEQ.search(record.key or b"") or _SEQ.search(record.value or b"")
+            if m:
+                out.setdefault(int(m.group(1)), record.timestamp / 1000)
+            if all(c.position(tp) >= ends[tp] for tp in tps):
+                break
+        return out
+    finally:
+        c.close()
+
+
+def stage_latencies(settings: Settings, created: list[float]) -> dict[str, dict[str, float]]:
+    """Where the time goes, per change: source → connector's produce → normaliser's → state agent's.
+
+    ``source_to_raw`` is the connector runner (its poll wait, paging, privacy edge, produce);
+    ``raw_to_canonical`` the normalising agent; ``canonical_to_state`` the state agent (the table's
+    changelog write is what the applied count reads). p50/p99 in seconds over the changes seen in
+    both topics of a stage.
+    """
+    from streams.topics import DOSSIER_TABLE, changelog_topic
+
+    t = settings.topics
+    at = {
+        "raw": _first_timestamps(settings, t.raw_motcua),
+        "canonical": _first_timestamps(settings, t.canonical),
+        "state": _first_timestamps(settings, changelog_topic(settings, DOSSIER_TABLE)),
+    }
+    source = dict(enumerate(created))
+    out: dict[str, dict[str, float]] = {}
+    for name, a, b in (("source_to_raw", source, at["raw"]), ("raw_to_canonical", at["raw"], at["canonical"]),
+                       ("canonical_to_state", at["canonical"], at["state"])):
+        d = [b[k] - a[k] for k in a.keys() & b.keys()]
+        if d:
+            out[name] = {"n": len(d), "p50_s": round(percentile(d, 50), 3), "p99_s": round(percentile(d, 99), 3)}
+    return out
 
 
 def latency_suite(bootstrap: str, run_dir: Path, *, rates: list[float], duration: float,

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import ctypes
 import logging
 import os
 import re
@@ -50,6 +49,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 from typing import IO
+
+from hub.process import die_with_parent
 
 __all__ = [
     "DEFAULT_CONTROLLER_PORT",
@@ -203,14 +204,6 @@ def _new_cluster_id() -> str:
         cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode("ascii").rstrip("=")
         if not cid.startswith("-"):
             return cid
-
-
-def _die_with_parent() -> None:
-    # Runs in the child between fork and exec: ask Linux to send SIGTERM to the JVM when the
-    # process that started it dies, so a test run killed with SIGKILL leaves no broker behind.
-    pr_set_pdeathsig = 1
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 class EmbeddedBroker:
@@ -541,7 +534,7 @@ class EmbeddedBroker:
             cwd=self.data_dir,
             # Its own session: Ctrl-C in the terminal that ran `dvc-hub broker start` must not reach it.
             start_new_session=True,
-            preexec_fn=_die_with_parent if self.die_with_parent and sys.platform == "linux" else None,  # noqa: PLW1509 - only calls prctl(2), safe between fork and exec
+            preexec_fn=die_with_parent if self.die_with_parent and sys.platform == "linux" else None,  # noqa: PLW1509 - only calls prctl(2), safe between fork and exec
         )
 
     def _wait_until_ready(self, deadline: float) -> None:

@@ -23,11 +23,9 @@ import contextlib
 import json
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -35,6 +33,7 @@ from typing import Any
 import httpx
 
 from hub.config import Settings, load_settings
+from hub.process import ChildProcess
 
 STATE_DIR = Path(".dvc-hub")
 STATE_FILE = STATE_DIR / "up.json"
@@ -47,42 +46,21 @@ def _say(msg: str) -> None:
 # --------------------------------------------------------------------------- child processes
 
 
-@dataclass
-class Child:
-    """A supervised child process of ``up``: restarted with a backoff if it dies."""
+class Child(ChildProcess):
+    """A supervised child process of ``up``: restarted with a backoff if it dies.
 
-    name: str
-    argv: list[str]
-    log_path: Path
-    health_url: str | None = None
-    proc: subprocess.Popen[bytes] | None = None
-    restarts: int = 0
-    next_restart: float = 0.0
-    env: dict[str, str] = field(default_factory=dict)
+    In its own session (Ctrl-C reaches ``up`` only; ``up`` stops the children in order).
+    """
 
-    def start(self) -> None:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = self.log_path.open("ab")
-        env = {**os.environ, **self.env}
-        self.proc = subprocess.Popen(
-            self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-            start_new_session=True,  # Ctrl-C reaches `up` only; `up` stops children in order
-        )
-        log.close()
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self, timeout: float = 20.0) -> None:
-        if not self.alive():
-            return
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
+    def __init__(
+        self, name: str, argv: list[str], log_path: Path, health_url: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(argv, log_path, env=env, new_session=True)
+        self.name = name
+        self.health_url = health_url
+        self.restarts = 0
+        self.next_restart = 0.0
 
     def supervise(self) -> str | None:
         """Restart a dead child (backoff 1, 2, 4 ... 60 s); returns a line to print, if any."""
@@ -90,7 +68,7 @@ class Child:
             return None
         now = time.monotonic()
         if self.next_restart == 0.0:
-            code = self.proc.returncode
+            code = self.returncode
             delay = min(60.0, 2.0**self.restarts)
             self.next_restart = now + delay
             return f"{self.name}: exited with code {code}; restarting in {delay:.0f} s (log: {self.log_path})"
@@ -406,7 +384,7 @@ def _up(args: argparse.Namespace) -> int:
     finally:
         for c in reversed(children):
             _say(f"stopping {c.name}...")
-            c.stop()
+            c.stop(timeout=20.0)
         if prometheus is not None:
             with contextlib.suppress(Exception):
                 prometheus.stop()

@@ -18,26 +18,23 @@ Failures print which figure differs in which of the three views, plus the tail o
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
-import subprocess
 import sys
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 from kafka import TopicPartition
 
-from hub.broker import EmbeddedBroker, _die_with_parent, free_port
+from hub.broker import EmbeddedBroker, free_port
 from hub.commands.report import live_counts
 from hub.commands.up import _simulator_credentials
 from hub.config import Settings, load_settings
 from hub.kafka import consumer, ensure_topics, hub_topics, producer
+from hub.process import ChildProcess
 from hub.prometheus import PrometheusServer, ScrapeTarget
 from hub.scenario.player import ScenarioPlayer
 from hub.scenario.thanhhoa2021 import build_scenario
@@ -89,68 +86,24 @@ def wait_until(pred: Callable[[], Any], timeout: float, what: str, on_fail: Call
 # --------------------------------------------------------------------------- child processes
 
 
-@dataclass
-class Proc:
+class Proc(ChildProcess):
     """One hub process (``python -m hub.cli --config X <args>``), its log appended across restarts."""
 
-    name: str
-    args: list[str]
-    config: Path
-    cwd: Path
-    env: dict[str, str] = field(default_factory=dict)
-    proc: subprocess.Popen[bytes] | None = None
-    starts: int = 0
-    kills: int = 0
-    #: Times the process exited on its own and was restarted by :meth:`HubUnderTest.supervise`.
-    exits: int = 0
-
-    @property
-    def log_path(self) -> Path:
-        return self.cwd / "logs" / f"{self.name}.log"
-
-    def start(self) -> Proc:
-        self.starts += 1
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("ab") as log:
-            log.write(f"\n===== start #{self.starts} =====\n".encode())
-            log.flush()
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "hub.cli", "--config", str(self.config), *self.args],
-                cwd=self.cwd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                preexec_fn=_die_with_parent,  # noqa: PLW1509 - a killed pytest must not leave hub processes
-                env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT), **self.env},
-            )
-        return self
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def kill9(self) -> None:
-        """SIGKILL: no clean-up, no flush, no commit — a crash."""
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-        self.kills += 1
+    def __init__(self, name: str, args: list[str], config: Path, cwd: Path, env: dict[str, str] | None = None) -> None:
+        super().__init__(
+            [sys.executable, "-m", "hub.cli", "--config", str(config), *args], cwd / "logs" / f"{name}.log",
+            env={"PYTHONPATH": str(ROOT), **(env or {})}, cwd=cwd,
+            die_with_parent=True,  # a killed pytest must not leave hub processes behind
+        )
+        self.name = name
+        self.args = args
+        #: Times the process exited on its own and was restarted by :meth:`HubUnderTest.supervise`.
+        self.exits = 0
 
     def restart(self) -> None:
+        """Crash it (SIGKILL) and start it again."""
         self.kill9()
         self.start()
-
-    def stop(self) -> None:
-        if self.alive():
-            assert self.proc is not None
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-
-    def tail(self, n: int = 40) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
-        except OSError:
-            return "(no log)"
 
 
 class TimedWorld(World):

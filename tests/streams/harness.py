@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
 import sys
 import time
 import uuid
@@ -17,6 +13,7 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from hub.broker import free_port
 from hub.config import Settings, load_settings
 from hub.deadletter import DeadLetter
 from hub.kafka import ensure_topics, hub_topics, producer
@@ -27,6 +24,7 @@ from hub.metrics import (
     PROCEDURES_OFFERED,
     PROCEDURES_WITHOUT_DOSSIER,
 )
+from hub.process import ChildProcess
 from streams.collector import to_families
 from streams.topics import RAW_SOURCES
 
@@ -37,12 +35,6 @@ MERGED_NAMES = {m.name for m in (KPI766_RATE, KPI766_SCORE, PROCEDURES_OFFERED, 
 #: The additive domain gauges: a worker's partitions only, summed over workers.
 DOMAIN_NAMES = {m.name for m in DOMAIN_METRICS} - MERGED_NAMES
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def write_settings(tmp_path: Path, bootstrap: str, partitions: int = 4) -> tuple[Path, Settings]:
@@ -94,44 +86,16 @@ def produce(settings: Settings, records: Iterable[tuple[str, bytes, bytes]], pau
     return n
 
 
-class Worker:
-    """``python -m hub.commands.worker`` as a child process."""
+class Worker(ChildProcess):
+    """``python -m hub.commands.worker`` as a child process, on its own web port."""
 
     def __init__(self, config: Path, log_dir: Path, name: str = "w") -> None:
         self.config = config
         self.port = free_port()
-        self.log_path = log_dir / f"worker-{name}-{self.port}.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.starts = 0
-
-    def start(self) -> Worker:
-        self.starts += 1
-        log = self.log_path.open("ab")
-        log.write(f"\n===== start #{self.starts} =====\n".encode())
-        log.flush()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "hub.commands.worker", "--config", str(self.config), "--web-port", str(self.port)],
-            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        super().__init__(
+            [sys.executable, "-m", "hub.commands.worker", "--config", str(config), "--web-port", str(self.port)],
+            log_dir / f"worker-{name}-{self.port}.log", cwd=ROOT, die_with_parent=True,
         )
-        log.close()
-        return self
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
 
     def get(self, path: str) -> httpx.Response:
         return httpx.get(f"http://127.0.0.1:{self.port}{path}", timeout=5)
@@ -146,12 +110,6 @@ class Worker:
     def metrics_text(self) -> str:
         return self.get("/metrics").text
 
-    def tail(self, n: int = 60) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
-        except OSError:
-            return ""
-
 
 def wait_until(pred: Callable[[], Any], timeout: float, what: str, workers: Iterable[Worker] = ()) -> Any:
     deadline = time.monotonic() + timeout
@@ -161,7 +119,7 @@ def wait_until(pred: Callable[[], Any], timeout: float, what: str, workers: Iter
         if last:
             return last
         time.sleep(0.3)
-    logs = "\n".join(f"--- {w.log_path.name}\n{w.tail()}" for w in workers)
+    logs = "\n".join(f"--- {w.log_path.name}\n{w.tail(60)}" for w in workers)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last={last!r}\n{logs}")
 
 

@@ -165,7 +165,7 @@ def test_sigkill_several_times_mid_run_counts_stay_exact(hub):
         wait_until(inside_wave, 30, "processing to start", [w])
         time.sleep(rng.uniform(0.0, 0.3))
         at = w.status()["records_processed"] - before
-        w.kill()
+        w.kill9()
         interrupted.append((at, len(wave)))
         kills += 1
         w.start()
