@@ -13,6 +13,9 @@ calls the range between a gap, the commit moves past it, and the records in betw
 before the rebalance and dropped from the stream buffers by it — are never processed. The
 SIGKILL crash tests saw exactly that: ``canonical`` partition 0, offsets 472–523, committed and
 never applied; a soak run lost ``raw.motcua`` partition 1, offsets 831–887, with no dead letter.
+The same jump happens at a group's first start: aiokafka does not seek a partition without a
+committed offset, so a batch dropped while the flow was stopped leaves the position past records
+nobody processed (:meth:`GuardedConsumer.seek_to_committed`).
 
 **What the guard does.** :class:`ContinuityGuard` keeps, per partition, the next offset the worker
 must read (set by every seek and advanced by every record handed to faust). A record past it is
