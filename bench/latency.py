@@ -29,8 +29,8 @@ from typing import Any
 
 from bench.common import ROOT, ChangelogCounter, WorkerProc, cpu_seconds, percentile, write_config
 from hub.broker import free_port
+from hub.commands.dlq import read_topic
 from hub.config import Settings
-from hub.kafka import consumer
 from hub.process import ChildProcess
 
 UNITS = ["380", "14767", "14755", "14758", "14761"]
@@ -153,25 +153,12 @@ def _first_timestamps(settings: Settings, topic: str) -> dict[int, float]:
     Timestamps are the producers' (CreateTime): when the connector, the normaliser or the state agent
     handed the record to Kafka.
     """
-    from kafka import TopicPartition
-
-    c = consumer(settings.kafka, "bench-stages", consumer_timeout_ms=3000)
-    try:
-        parts = c.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(parts)]
-        c.assign(tps)
-        c.seek_to_beginning(*tps)
-        ends = c.end_offsets(tps)
-        out: dict[int, float] = {}
-        for record in c:
-            m = _SEQ.search(record.key or b"") or _SEQ.search(record.value or b"")
-            if m:
-                out.setdefault(int(m.group(1)), record.timestamp / 1000)
-            if all(c.position(tp) >= ends[tp] for tp in tps):
-                break
-        return out
-    finally:
-        c.close()
+    out: dict[int, float] = {}
+    for record in read_topic(settings, topic):  # ordered by partition, then offset
+        m = _SEQ.search(record.key or b"") or _SEQ.search(record.value or b"")
+        if m:
+            out.setdefault(int(m.group(1)), record.timestamp / 1000)
+    return out
 
 
 def stage_latencies(settings: Settings, created: list[float]) -> dict[str, dict[str, float]]:
