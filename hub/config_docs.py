@@ -129,8 +129,9 @@ DESCRIPTIONS: dict[str, str] = {
     "worker.partials_interval_s": "Seconds between publishes of the changed per-partition unit figures.",
     "worker.partials_full_refresh_s": "Seconds between publishes of all unit figures (bounds staleness).",
     "worker.lag_interval_s": "Seconds between consumer-lag measurements (/metrics, /api/v1/status caught_up).",
-    "worker.stall_timeout_s": ("Seconds a source partition may keep records waiting without any progress before the "
-                               "worker exits to be restarted (faust can stop fetching a partition); 0 = off."),
+    "worker.stall_timeout_s": ("Seconds a source partition (or, during table recovery, a changelog partition) may "
+                               "keep records waiting without any progress before the worker exits to be restarted "
+                               "(faust can stop fetching a partition); 0 = off."),
     "api": "The read API offered to the portal.",
     "api.tokens": "Accepted bearer tokens (secrets).",
     "privacy": "Personal data handling.",

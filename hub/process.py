@@ -66,6 +66,8 @@ class ChildProcess:
         #: Times :meth:`start` ran, and times :meth:`kill9` crashed the child on purpose.
         self.starts = 0
         self.kills = 0
+        #: Times :meth:`restart_if_exited` found the child gone and started it again.
+        self.exits = 0
 
     def start(self) -> Self:
         """Start the child (again, after a stop or a crash); its log is appended to, never truncated."""
@@ -122,6 +124,22 @@ class ChildProcess:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(10)
         self.kills += 1
+
+    def restart_if_exited(self) -> int | None:
+        """Start the child again if it exited on its own, as a supervisor would; its exit code, or ``None``.
+
+        A worker exits by itself when a watchdog fires (``streams.watchdog``); ``dvc-hub up``,
+        systemd or Kubernetes then start it again, and tests do the same with this. The restart is
+        written into the log, between the two runs.
+        """
+        if self.proc is None or self.alive():
+            return None
+        code = self.proc.returncode
+        self.exits += 1
+        with self.log_path.open("ab") as log:
+            log.write(f"\n===== exited with code {code}: restarted by the supervisor =====\n".encode())
+        self.start()
+        return code
 
     def tail(self, n: int = 40) -> str:
         """The last ``n`` lines of the log (``(no log)`` when there is none)."""

@@ -52,7 +52,7 @@ from streams.domain.state import view
 from streams.merged import PartialsReader
 from streams.offsets import HubApp
 from streams.topics import HubTopics, declare_tables, declare_topics
-from streams.watchdog import Positions, StallWatch, WorkerStalledError
+from streams.watchdog import Positions, StallWatch, WorkerStalledError, recovery_positions
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +121,7 @@ class HubRuntime:
         self._lag: dict[str, int] = {}
         self.lag_known = False
         self.stall_watch = StallWatch(settings.worker.stall_timeout_s)
+        self.recovery_watch = StallWatch(settings.worker.stall_timeout_s)
         self._last_full_publish = 0.0
         self.sink: Sink = self._send_via_faust
         #: Reader of the partials topic for the merged gauges; started with the worker (not in tests
@@ -335,10 +336,13 @@ class HubRuntime:
         except Exception as exc:  # noqa: BLE001 — the broker may be briefly away; keep the last figures
             log.warning("could not measure consumer lag: %s", exc)
             self.stall_watch.forget()  # nothing can move while the broker is away
+            self.recovery_watch.forget()
             return
         if not self.ready:  # recovering or rebalancing: partitions are paused on purpose
             self.stall_watch.forget()
+            await self._watch_recovery()
             return
+        self.recovery_watch.forget()
         # Only this worker's partitions: another worker's stall is that worker's to detect.
         mine = {(tp.topic, tp.partition) for tp in self.app.assignor.assigned_actives()}
         stalls = self.stall_watch.observe({tp: p for tp, p in positions.items() if tp in mine}, time.monotonic())
@@ -347,6 +351,27 @@ class HubRuntime:
             log.error("worker stalled: %s. faust has stopped fetching (faust issues #629, #523); exiting so that "
                       "the supervisor restarts the worker, which resumes from the committed offsets", what)
             await self.app.crash(WorkerStalledError(what))
+
+    async def _watch_recovery(self) -> None:
+        """The stall watchdog for table recovery: changelog partitions with records left and none read.
+
+        faust's recovery waits without a limit for the changelog records it still needs; a worker
+        whose recovery reads nothing (seen in CI: two changelog partitions, no record in four
+        minutes, faust logging "No event received for active tp" every five seconds) never gets
+        ready. The watch is the same as for the source topics, with the recovery's own positions:
+        the last changelog offset applied and the highwater it must reach.
+        """
+        recovery = getattr(getattr(self.app, "tables", None), "recovery", None)
+        if recovery is None or not recovery.in_recovery:
+            self.recovery_watch.forget()
+            return
+        positions = recovery_positions(recovery)
+        stalls = self.recovery_watch.observe(positions, time.monotonic())
+        if stalls:
+            what = "; ".join(s.describe() for s in stalls)
+            log.error("table recovery stalled: %s. faust reads no changelog records; exiting so that the "
+                      "supervisor restarts the worker, which recovers its tables again", what)
+            await self.app.crash(WorkerStalledError(f"table recovery stalled: {what}"))
 
     _lag_clients: tuple[Any, Any] | None = None
 

@@ -14,11 +14,21 @@ records wait on it (end > committed) and its committed offset has not moved for
 ``worker.stall_timeout_s`` of consecutive measurements. A busy worker commits every
 ``commit_interval_s`` for every partition it makes progress on, so a slow one is never taken for
 a stalled one; only "no progress at all with work waiting" is. The clock restarts whenever a
-measurement fails (the broker may be away: nothing can move then) or the worker is recovering.
+measurement fails (the broker may be away: nothing can move then) or the worker is recovering
+(recovery has a watch of its own, below).
 
 What the worker does with a stall is in :meth:`streams.app.HubRuntime.refresh_lag`: it logs the
 partition and crashes on purpose, and its supervisor (``dvc-hub up``, systemd, Kubernetes)
 starts it again.
+
+**Table recovery is watched the same way.** After a rebalance faust restores the tables from
+their changelog topics and waits, without a limit, until it has read every changelog partition
+up to its highwater. A CI run saw that wait never end: worker ``a`` of two read no changelog
+record at all for four minutes, with faust logging "No event received for active tp" every five
+seconds and the worker never ready (the cause inside faust is unknown; a restart heals it as it
+heals the stalls above). While the worker recovers, the same watch runs on
+:func:`recovery_positions`: per changelog partition, the last offset recovery applied and the
+highwater it must reach. No progress for ``worker.stall_timeout_s`` with records left is a stall.
 
 Example::
 
@@ -33,6 +43,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 #: (topic, partition) -> (committed offset, end offset)
 Positions = Mapping[tuple[str, int], tuple[int, int]]
@@ -51,6 +62,28 @@ class Stall:
     def describe(self) -> str:
         return (f"{self.topic}[{self.partition}] at offset {self.committed} with {self.waiting} records waiting, "
                 f"no progress for {self.for_s:.0f} s")
+
+
+def recovery_positions(recovery: Any) -> Positions:
+    """faust's table-recovery progress as watch positions: (last offset applied, highwater).
+
+    ``recovery`` is faust's ``Recovery`` service (``app.tables.recovery``): its ``active_offsets``
+    hold the last changelog offset applied per active partition (-1: none yet) and its
+    ``active_highwaters`` the offset of the last record there, which recovery must reach.
+
+    >>> from types import SimpleNamespace as NS
+    >>> from faust.types import TP
+    >>> r = NS(active_tps={TP("d-changelog", 2)}, active_offsets={}, active_highwaters={TP("d-changelog", 2): 56})
+    >>> recovery_positions(r)
+    {('d-changelog', 2): (-1, 56)}
+    """
+    out: dict[tuple[str, int], tuple[int, int]] = {}
+    for tp in list(recovery.active_tps):
+        offset = recovery.active_offsets.get(tp)
+        highwater = recovery.active_highwaters.get(tp)
+        out[(tp.topic, tp.partition)] = (-1 if offset is None else int(offset),
+                                         -1 if highwater is None else int(highwater))
+    return out
 
 
 class WorkerStalledError(RuntimeError):

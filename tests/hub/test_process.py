@@ -69,3 +69,23 @@ def test_a_process_that_never_started_says_so(tmp_path: Path) -> None:
     p.stop()  # nothing to stop: no error
     with pytest.raises(RuntimeError, match="not been started"):
         p.kill9()
+
+
+def test_restart_if_exited_starts_a_child_that_exited_on_its_own_and_leaves_a_running_one(tmp_path: Path) -> None:
+    # Exits with 3 the first time (a watchdog's exit), then sleeps: the marker file says which run it is.
+    marker = tmp_path / "ran-once"
+    argv = [sys.executable, "-c",
+            (f"import pathlib, sys, time; m = pathlib.Path({str(marker)!r}); first = not m.exists(); m.touch(); "
+             "print('up', flush=True); sys.exit(3) if first else time.sleep(60)")]
+    p = ChildProcess(argv, tmp_path / "w.log")
+    assert p.restart_if_exited() is None  # never started: nothing to restart
+    p.start()
+    assert p.wait(10) == 3
+    assert p.restart_if_exited() == 3
+    wait_for_line(p, "===== start #2 =====")
+    assert p.alive()
+    assert p.restart_if_exited() is None  # running: left alone
+    p.stop()
+    text = (tmp_path / "w.log").read_text()
+    assert "===== exited with code 3: restarted by the supervisor =====" in text
+    assert (p.starts, p.exits) == (2, 1)

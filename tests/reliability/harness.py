@@ -97,8 +97,6 @@ class Proc(ChildProcess):
         )
         self.name = name
         self.args = args
-        #: Times the process exited on its own and was restarted by :meth:`HubUnderTest.supervise`.
-        self.exits = 0
 
     def restart(self) -> None:
         """Crash it (SIGKILL) and start it again."""
@@ -328,12 +326,7 @@ class HubUnderTest:
         is part of the recovery the tests demand, and it is logged in the worker's log.
         """
         for w in self.workers:
-            if w.proc is not None and not w.alive():
-                code = w.proc.returncode
-                with w.log_path.open("ab") as log:
-                    log.write(f"\n===== exited with code {code}: restarted by the test supervisor =====\n".encode())
-                w.exits += 1
-                w.start()
+            w.restart_if_exited()
 
     def workers_caught_up(self) -> bool:
         self.supervise()

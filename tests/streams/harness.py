@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 import uuid
@@ -35,6 +36,8 @@ MERGED_NAMES = {m.name for m in (KPI766_RATE, KPI766_SCORE, PROCEDURES_OFFERED, 
 #: The additive domain gauges: a worker's partitions only, summed over workers.
 DOMAIN_NAMES = {m.name for m in DOMAIN_METRICS} - MERGED_NAMES
 ROOT = Path(__file__).resolve().parents[2]
+#: The workers' stall watchdog in these tests (streams.watchdog).
+STALL_TIMEOUT_S = 60
 
 
 def write_settings(tmp_path: Path, bootstrap: str, partitions: int = 4) -> tuple[Path, Settings]:
@@ -61,6 +64,8 @@ enabled = false
 [worker]
 app_id = "test-{uid}"
 data_dir = "{(tmp_path / f"worker-{uid}").as_posix()}"
+# Shorter than the 180 s default so that a stalled worker restarts well within a test's wait.
+stall_timeout_s = {STALL_TIMEOUT_S}
 """,
         encoding="utf-8",
     )
@@ -119,11 +124,57 @@ def wait_until(pred: Callable[[], Any], timeout: float, what: str, workers: Iter
         if last:
             return last
         time.sleep(0.3)
-    logs = "\n".join(f"--- {w.log_path.name}\n{w.tail(60)}" for w in workers)
+    logs = "\n".join(f"--- {w.log_path.name}\n{digest(w.log_path)}" for w in workers)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last={last!r}\n{logs}")
 
 
+#: Log lines that tell a rebalance's and a recovery's story (kept in a failure's digest).
+_MILESTONES = re.compile(
+    r"===== start|Joined group|Revoking|Setting newly assigned|Restoring state|Done reading|Recovery complete|"
+    r"Restore complete|Restarting Recovery|Seek stream partitions|Worker ready|rebuilt aggregates|"
+    r"fetched offset|Timed out|timed out|wait_empty|\[WARNING\]|\[ERROR\]|Traceback|Error"
+)
+_STAMP = re.compile(r"^\[?\d{4}-\d\d-\d\d[ T][\d:,.]+\]?\s*(\[\d+\]\s*)?")
+
+
+def digest(log_path: Path, milestones: int = 80, tail: int = 25) -> str:
+    """A failing wait's view of a worker log: its milestones, then its tail, repeats collapsed.
+
+    CI keeps only part of a failed run's output, and a stuck worker repeats one warning every few
+    seconds: a plain tail would be that warning sixty times. Lines equal but for their time stamp
+    are shown once, with the count and the first time seen.
+    """
+    try:
+        lines = log_path.read_text(errors="replace").splitlines()
+    except OSError:
+        return "(no log)"
+
+    def collapse(selected: list[str]) -> list[str]:
+        out: list[str] = []
+        seen: dict[str, int] = {}
+        counts: Counter[str] = Counter()
+        for line in selected:
+            text = _STAMP.sub("", line)
+            counts[text] += 1
+            if text not in seen:
+                seen[text] = len(out)
+                out.append(line)
+        return [f"{line}  (x{counts[_STAMP.sub('', line)]})" if counts[_STAMP.sub("", line)] > 1 else line
+                for line in out]
+
+    keys = collapse([line for line in lines if _MILESTONES.search(line)])[-milestones:]
+    last = collapse(lines[-400:])[-tail:]
+    return "\n".join(["[milestones]", *keys, "[tail]", *last])
+
+
 def caught_up(workers: list[Worker], partitions: int) -> bool:
+    """Every partition owned, every worker caught up; a worker whose watchdog fired is started again.
+
+    The restart is what ``dvc-hub up`` (or systemd, Kubernetes) does in production, and the figures
+    checked afterwards must still equal the recount.
+    """
+    for w in workers:
+        w.restart_if_exited()
     statuses = [w.status() for w in workers]
     if any(s is None for s in statuses):
         return False

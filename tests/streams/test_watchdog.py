@@ -94,3 +94,49 @@ async def test_the_worker_crashes_on_a_stall_of_its_own_partition_only(rt, monke
     assert "dvchub.raw.catalogue[1] at offset 318 with 1564 records waiting" in str(crashes[0])
     assert "[0]" not in str(crashes[0])  # partition 0 is another worker's
     assert rt.lag() == {"dvchub.raw.catalogue": 2459}
+
+
+async def test_a_table_recovery_that_reads_nothing_crashes_the_worker(rt, monkeypatch):
+    """While recovering, the watch follows faust's recovery offsets; progress restarts its clock."""
+    import faust.types
+
+    crashes: list[BaseException] = []
+
+    async def crash(reason: BaseException) -> None:
+        crashes.append(reason)
+
+    clock = [1000.0]
+    monkeypatch.setattr(rt.app, "crash", crash)
+    monkeypatch.setattr("streams.app.time.monotonic", lambda: clock[0])
+    monkeypatch.setattr(rt, "_measure_lag", lambda: ({}, {}))
+    recovery = rt.app.tables.recovery
+    stuck, moving = faust.types.TP("test-dossiers-changelog", 2), faust.types.TP("test-dossiers-changelog", 3)
+    monkeypatch.setattr(recovery, "in_recovery", True)
+    monkeypatch.setattr(recovery, "active_tps", {stuck, moving})
+    offsets = {stuck: -1, moving: 10}
+    monkeypatch.setattr(recovery, "active_offsets", offsets)
+    monkeypatch.setattr(recovery, "active_highwaters", {stuck: 56, moving: 500})
+    rt.ready = False
+    await rt.refresh_lag()
+    for step in (10, 10, 9):  # partition 3 reads on; partition 2 reads nothing
+        clock[0] += step
+        offsets[moving] += 100
+        await rt.refresh_lag()
+    assert crashes == []
+    clock[0] += 2
+    await rt.refresh_lag()
+    assert len(crashes) == 1
+    assert isinstance(crashes[0], WorkerStalledError)
+    assert str(crashes[0]) == ("table recovery stalled: test-dossiers-changelog[2] at offset -1 with 57 records "
+                               "waiting, no progress for 31 s")
+
+    # A recovery that ends restarts the clock: a later recovery gets its own full timeout.
+    crashes.clear()
+    monkeypatch.setattr(recovery, "in_recovery", False)
+    await rt.refresh_lag()
+    monkeypatch.setattr(recovery, "in_recovery", True)
+    clock[0] += 100
+    await rt.refresh_lag()
+    clock[0] += 29
+    await rt.refresh_lag()
+    assert crashes == []
