@@ -120,7 +120,7 @@ PROCESSING_LATENCY = MetricSpec(
 )
 CONSUMER_REREADS = MetricSpec(
     "dvchub_consumer_rereads_total", "counter",
-    "Times the worker fetched past the offset it expected and read the partition again from there.",
+    "Times the worker read a partition again: fetched past the offset it expected, or a record never processed.",
     ("topic",),
 )
 STATE_APPLIES = MetricSpec(

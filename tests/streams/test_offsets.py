@@ -43,13 +43,13 @@ def test_a_batch_fetched_before_the_recovery_seek_is_read_again_from_the_committ
     assert g.expected(P) == 604
 
 
-def test_a_real_hole_is_accepted_after_one_reread_and_faust_handles_it_as_before():
+def test_a_real_hole_is_accepted_after_one_reread_and_recorded_exactly():
     g = ContinuityGuard()
     g.seeked({P: 10})
     assert verdicts(g, [10, 11, 15]) == ["hand_on", "hand_on", "reread"]
     # Fetched after the seek back to 12, and still starting at 15: offsets 12-14 do not exist.
-    assert verdicts(g, [15, 16]) == ["hand_on", "hand_on"]
-    assert (g.holes, g.expected(P)) == (1, 17)
+    assert verdicts(g, [15, 16]) == ["hole", "hand_on"]
+    assert (g.holes, g.expected(P), g.last_hole) == (1, 17, (P, 12, 15))
     # A later jump is a new question, asked again.
     assert verdicts(g, [20]) == ["reread"]
 
@@ -108,7 +108,7 @@ def test_model_every_existing_offset_is_handed_on_and_reading_always_reaches_the
         batch = g.new_batch()
         for o in records:
             v = g.check(P, o, batch)
-            if v is Verdict.HAND_ON:
+            if v in (Verdict.HAND_ON, Verdict.HOLE):
                 handed.append(o)
             elif v is Verdict.REREAD:
                 expected = g.expected(P)
@@ -276,3 +276,101 @@ async def test_a_partition_without_a_committed_offset_is_expected_from_the_start
     await consumer.seek_to_committed()
     assert (consumer.guard.expected(new), consumer.guard.expected(committed)) == (0, 812)
 
+
+
+# --------------------------------------------------------------------------- the commit
+
+def committing_consumer(monkeypatch: Any) -> GuardedConsumer:
+    app = create_app(Settings())
+    consumer = app.consumer
+    assert isinstance(consumer, GuardedConsumer)
+    monkeypatch.setattr(app.topics, "acks_enabled_for", lambda topic: True)
+    return consumer
+
+
+def acked(consumer: GuardedConsumer, tp: TP, offsets: list[int]) -> None:
+    consumer._acked[tp] = list(offsets)
+    consumer._acked_index[tp] = set(offsets)
+
+
+def faust_would_commit(consumer: GuardedConsumer, tp: TP) -> int | None:
+    """faust's own answer, on a copy of the bookkeeping (its _new_offset consumes the acked list)."""
+    saved = list(consumer._acked[tp]), set(consumer._acked_index[tp])
+    try:
+        return faust_aiokafka.Consumer._new_offset(consumer, tp)
+    finally:
+        consumer._acked[tp], consumer._acked_index[tp] = saved
+
+
+def test_the_commit_never_passes_a_record_that_was_not_processed(monkeypatch):
+    # The CI loss: committed 2, offset 2 fetched but never processed, offset 3 processed.
+    consumer = committing_consumer(monkeypatch)
+    tp = TP("t.raw_catalogue", 2)
+    consumer._committed_offset[tp] = 2
+    acked(consumer, tp, [3, 4])
+    assert faust_would_commit(consumer, tp) == 5  # faust's check lets one missing offset through
+    assert consumer._new_offset(tp) is None
+    acked(consumer, tp, [3, 4, 2])  # offset 2 processed after all (read again)
+    assert consumer._new_offset(tp) == 5
+
+
+def test_a_partition_never_committed_commits_only_from_its_log_start(monkeypatch):
+    consumer = committing_consumer(monkeypatch)
+    tp = TP("t.raw_motcua", 0)
+    consumer._baseline[tp] = 0
+    acked(consumer, tp, [5, 6])
+    assert faust_would_commit(consumer, tp) == 7  # faust skips its check when nothing was committed
+    assert consumer._new_offset(tp) is None
+    acked(consumer, tp, [0, 1, 2, 3, 4, 5, 6])
+    assert consumer._new_offset(tp) == 7
+
+
+async def test_a_real_hole_is_a_gap_the_commit_passes(monkeypatch):
+    tp = TP("t.canonical", 1)
+    thread = FakeThread()
+    try:
+        consumer = guarded_consumer(monkeypatch, [[10, 11, 15], [15, 16]], tp, thread)
+        consumer.guard.seeked({tp: 10})
+        consumer._committed_offset[tp] = 10
+        first = [m.offset async for _, m in consumer.getmany(1.0)]
+        second = [m.offset async for _, m in consumer.getmany(1.0)]
+        assert (first, second) == ([10, 11], [15, 16])  # 12-14 do not exist: the fresh batch says so
+        consumer._committed_offset[tp] = 12
+        acked(consumer, tp, [15, 16])
+        assert consumer._new_offset(tp) == 17
+    finally:
+        thread.close()
+
+
+async def test_an_unprocessed_head_is_read_again_once_nothing_is_in_flight_there(monkeypatch):
+    tp = TP("t.raw_catalogue", 2)
+    thread = FakeThread()
+    try:
+        consumer = guarded_consumer(monkeypatch, [], tp, thread)
+        clock = [100.0]
+        monkeypatch.setattr(offsets, "monotonic", lambda: clock[0])
+        consumer._committed_offset[tp] = 2
+        consumer.guard.seeked({tp: 5})
+
+        class InFlight:
+            def __init__(self, offset: int) -> None:
+                self.tp, self.offset = tp, offset
+
+        busy = InFlight(2)
+        consumer._unacked_messages.add(busy)  # offset 2 is still in an agent
+        acked(consumer, tp, [3, 4])
+        assert consumer._new_offset(tp) is None
+        clock[0] += offsets.HOLE_REREAD_AFTER_S
+        assert consumer._new_offset(tp) is None
+        await asyncio.sleep(0.05)
+        assert thread.seeks == []  # in flight: it will be acknowledged, nothing to read again
+        consumer._unacked_messages.discard(busy)
+        acked(consumer, tp, [3, 4])
+        assert consumer._new_offset(tp) is None
+        while consumer._hole_rereads:
+            await asyncio.sleep(0.01)
+        assert thread.seeks == [(tp, 2, True)]
+        assert consumer.guard.expected(tp) == 2
+        assert runtime_of(consumer.app).metrics.value("dvchub_consumer_rereads_total", topic="t.raw_catalogue") == 1.0
+    finally:
+        thread.close()
