@@ -281,10 +281,10 @@ class GuardedConsumer(faust_aiokafka.Consumer):
         faust commits the first run of consecutive acknowledged offsets (plus its recorded gaps),
         and its check that the run starts at the committed offset lets exactly one offset through
         (``min(acked) - committed > 1``; the "offset-1 discrepancy" its own comments mention), and
-        every offset when nothing was committed yet. A record that was fetched but never reached an
-        agent (dropped when the flow stopped, or with the rest of a batch at a rebalance) and whose
-        successor was processed is then committed without ever being processed: a loaded test run lost
-        ``raw.catalogue`` partition 2, offset 2 that way, with offset 3 normalised and committed.
+        every offset when nothing was committed yet. A record that was handed on but never reached
+        an agent (see the module docstring) and whose successor was processed is then committed
+        without ever being processed: a loaded test run lost ``raw.catalogue`` partition 2, offset 2
+        that way, with offset 3 normalised and committed.
 
         Here the run must start exactly at the committed offset (or, for a partition never
         committed, at its log start). Otherwise nothing is committed for ``tp`` and, once the head
@@ -329,7 +329,12 @@ class GuardedConsumer(faust_aiokafka.Consumer):
         task.add_done_callback(self._hole_rereads.discard)
 
     async def _reread_head(self, tp: TP, offset: int) -> None:
-        """Seek ``tp`` back to its committed offset, so the records never processed are fetched again."""
+        """Seek ``tp`` back to its committed offset, so the records never processed are fetched again.
+
+        The guard learns the position first: a batch fetched before the seek and handed on while it
+        runs starts past ``offset``, and is read again like any stale batch.
+        """
+        self.guard.seeked({tp: offset})
         try:
             await self._seek_back(tp, offset)
         except IllegalStateError:
@@ -338,7 +343,6 @@ class GuardedConsumer(faust_aiokafka.Consumer):
             return
         except ConsumerStuckError:
             return  # the worker is restarting (see _seek_back)
-        self.guard.seeked({tp: offset})
         on_reread = getattr(self.app, "on_reread", None)
         if on_reread is not None:
             on_reread(tp.topic)
