@@ -52,8 +52,9 @@ def rt() -> Any:
     return runtime_of(app)
 
 
-async def test_the_worker_crashes_on_a_stall_of_its_own_partition_only(rt, monkeypatch):
-    """refresh_lag feeds the watch with this worker's partitions and crashes the app on a stall."""
+@pytest.fixture
+def crashes_and_clock(rt, monkeypatch) -> tuple[list[BaseException], list[float]]:
+    """``rt.app.crash`` records its reason instead of stopping; refresh_lag's clock is set by the test."""
     crashes: list[BaseException] = []
 
     async def crash(reason: BaseException) -> None:
@@ -62,6 +63,12 @@ async def test_the_worker_crashes_on_a_stall_of_its_own_partition_only(rt, monke
     clock = [1000.0]
     monkeypatch.setattr(rt.app, "crash", crash)
     monkeypatch.setattr("streams.app.time.monotonic", lambda: clock[0])
+    return crashes, clock
+
+
+async def test_the_worker_crashes_on_a_stall_of_its_own_partition_only(rt, monkeypatch, crashes_and_clock):
+    """refresh_lag feeds the watch with this worker's partitions and crashes the app on a stall."""
+    crashes, clock = crashes_and_clock
     mine, theirs = ("dvchub.raw.catalogue", 1), ("dvchub.raw.catalogue", 0)
     positions = {mine: (318, 1882), theirs: (5, 900)}
     monkeypatch.setattr(rt, "_measure_lag", lambda: ({"dvchub.raw.catalogue": 2459}, positions))
@@ -96,18 +103,11 @@ async def test_the_worker_crashes_on_a_stall_of_its_own_partition_only(rt, monke
     assert rt.lag() == {"dvchub.raw.catalogue": 2459}
 
 
-async def test_a_table_recovery_that_reads_nothing_crashes_the_worker(rt, monkeypatch):
+async def test_a_table_recovery_that_reads_nothing_crashes_the_worker(rt, monkeypatch, crashes_and_clock):
     """While recovering, the watch follows faust's recovery offsets; progress restarts its clock."""
     import faust.types
 
-    crashes: list[BaseException] = []
-
-    async def crash(reason: BaseException) -> None:
-        crashes.append(reason)
-
-    clock = [1000.0]
-    monkeypatch.setattr(rt.app, "crash", crash)
-    monkeypatch.setattr("streams.app.time.monotonic", lambda: clock[0])
+    crashes, clock = crashes_and_clock
     monkeypatch.setattr(rt, "_measure_lag", lambda: ({}, {}))
     recovery = rt.app.tables.recovery
     stuck, moving = faust.types.TP("test-dossiers-changelog", 2), faust.types.TP("test-dossiers-changelog", 3)
