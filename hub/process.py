@@ -128,9 +128,9 @@ class ChildProcess:
     def restart_if_exited(self) -> int | None:
         """Start the child again if it exited on its own, as a supervisor would; its exit code, or ``None``.
 
-        A worker exits by itself when a watchdog fires (``streams.watchdog``); ``dvc-hub up``,
-        systemd or Kubernetes then start it again, and tests do the same with this. The restart is
-        written into the log, between the two runs.
+        A worker exits by itself when a watchdog fires (``streams.watchdog``); ``dvc-hub up`` (after
+        its backoff), systemd or Kubernetes then start it again, and the test harnesses do the same
+        with this. The restart is written into the log, between the two runs.
         """
         if self.proc is None or self.alive():
             return None

@@ -361,8 +361,8 @@ class HubRuntime:
         ready. The watch is the same as for the source topics, with the recovery's own positions:
         the last changelog offset applied and the highwater it must reach.
         """
-        recovery = getattr(getattr(self.app, "tables", None), "recovery", None)
-        if recovery is None or not recovery.in_recovery:
+        recovery = cast(Any, self.app.tables).recovery  # faust's TableManager (its type omits it)
+        if not recovery.in_recovery:
             self.recovery_watch.forget()
             return
         positions = recovery_positions(recovery)

@@ -46,6 +46,7 @@ Python and unit-tested on its own (``tests/streams/test_offsets.py``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
@@ -196,9 +197,9 @@ class GuardedConsumer(faust_aiokafka.Consumer):
                 yield tp, message
             elif verdict is Verdict.HOLE:
                 # Offsets that do not exist: a gap faust may commit over (see _new_offset).
-                _, begin, end = guard.last_hole or (tp, message.offset, message.offset)
-                if begin < end:
-                    self._gap[tp].addi(begin, end)
+                assert guard.last_hole is not None  # set with every HOLE verdict
+                _, begin, end = guard.last_hole
+                self._gap[tp].addi(begin, end)
                 yield tp, message
             elif verdict is Verdict.REREAD:
                 expected = guard.expected(tp)
@@ -208,17 +209,21 @@ class GuardedConsumer(faust_aiokafka.Consumer):
                     "seek); reading the partition again from %d", message.offset, tp.topic, tp.partition,
                     expected, expected,
                 )
-                try:
-                    await self._seek_back(tp, expected)
-                except IllegalStateError:
-                    # Revoked meanwhile (a rebalance): its next owner starts at the committed offset.
-                    log.info("%s[%d] was revoked before the seek back; its next owner reads it", tp.topic,
-                             tp.partition)
-                    self.guard.forget([tp])
-                    continue
-                on_reread = getattr(self.app, "on_reread", None)
-                if on_reread is not None:
-                    on_reread(tp.topic)
+                await self._read_again(tp, expected)
+
+    async def _read_again(self, tp: TP, offset: int) -> None:
+        """Seek ``tp`` back to ``offset`` and count the reread; a partition revoked meanwhile is forgotten."""
+        try:
+            await self._seek_back(tp, offset)
+        except IllegalStateError:
+            # Revoked meanwhile (a rebalance): its next owner starts at the committed offset.
+            log.info("%s[%d] was revoked before it could be read again; its next owner reads it", tp.topic,
+                     tp.partition)
+            self.guard.forget([tp])
+            return
+        on_reread = getattr(self.app, "on_reread", None)
+        if on_reread is not None:
+            on_reread(tp.topic)
 
     async def _seek_back(self, tp: TP, offset: int) -> None:
         """Seek ``tp`` to ``offset`` on the consumer thread's own loop, and wait until it is done.
@@ -335,17 +340,8 @@ class GuardedConsumer(faust_aiokafka.Consumer):
         runs starts past ``offset``, and is read again like any stale batch.
         """
         self.guard.seeked({tp: offset})
-        try:
-            await self._seek_back(tp, offset)
-        except IllegalStateError:
-            log.info("%s[%d] was revoked before the reread; its next owner reads it", tp.topic, tp.partition)
-            self.guard.forget([tp])
-            return
-        except ConsumerStuckError:
-            return  # the worker is restarting (see _seek_back)
-        on_reread = getattr(self.app, "on_reread", None)
-        if on_reread is not None:
-            on_reread(tp.topic)
+        with contextlib.suppress(ConsumerStuckError):  # the worker is restarting (see _seek_back)
+            await self._read_again(tp, offset)
 
     def _guarded(self, tp: TP) -> bool:
         return bool(self.app.topics.acks_enabled_for(tp.topic))

@@ -59,8 +59,12 @@ class Child(ChildProcess):
         super().__init__(argv, log_path, env=env, new_session=True)
         self.name = name
         self.health_url = health_url
-        self.restarts = 0
         self.next_restart = 0.0
+
+    @property
+    def restarts(self) -> int:
+        """Times the child died and was started again."""
+        return self.exits
 
     def supervise(self) -> str | None:
         """Restart a dead child (backoff 1, 2, 4 ... 60 s); returns a line to print, if any."""
@@ -73,9 +77,8 @@ class Child(ChildProcess):
             self.next_restart = now + delay
             return f"{self.name}: exited with code {code}; restarting in {delay:.0f} s (log: {self.log_path})"
         if now >= self.next_restart:
-            self.restarts += 1
             self.next_restart = 0.0
-            self.start()
+            self.restart_if_exited()
             return f"{self.name}: restarted (restart #{self.restarts})"
         return None
 

@@ -150,17 +150,13 @@ def digest(log_path: Path, milestones: int = 80, tail: int = 25) -> str:
         return "(no log)"
 
     def collapse(selected: list[str]) -> list[str]:
-        out: list[str] = []
-        seen: dict[str, int] = {}
+        first: dict[str, str] = {}  # text without its time stamp -> the first line with it
         counts: Counter[str] = Counter()
         for line in selected:
             text = _STAMP.sub("", line)
             counts[text] += 1
-            if text not in seen:
-                seen[text] = len(out)
-                out.append(line)
-        return [f"{line}  (x{counts[_STAMP.sub('', line)]})" if counts[_STAMP.sub("", line)] > 1 else line
-                for line in out]
+            first.setdefault(text, line)
+        return [line if counts[text] == 1 else f"{line}  (x{counts[text]})" for text, line in first.items()]
 
     keys = collapse([line for line in lines if _MILESTONES.search(line)])[-milestones:]
     last = collapse(lines[-400:])[-tail:]
