@@ -24,7 +24,8 @@ system-deps:
 $(BIN)/.installed: $(LOCK) pyproject.toml | system-deps
 	@cmp -s $(LOCK) $(VENV)/installed.lock 2>/dev/null || { echo "creating $(VENV) from $(LOCK)"; $(PYTHON) -m venv --clear $(VENV); }
 	$(BIN)/python -m pip install -q --require-hashes -r $(LOCK)
-	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
+	@# setuptools' advice on editable installs (folders named like the packages) is about every checkout: not shown.
+	PYTHONWARNINGS='ignore:Editable installation' $(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
 	@cp $(LOCK) $(VENV)/installed.lock
 	@touch $@
 

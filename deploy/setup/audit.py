@@ -139,7 +139,8 @@ class Report:
     def split(self, accepted: Iterable[Accepted], today: dt.date) -> tuple[list[Advisory], list[Advisory]]:
         """(advisories that fail the audit, advisories accepted by the ignore file)."""
         accepted = list(accepted)
-        failing, ignored = [], []
+        failing: list[Advisory] = []
+        ignored: list[Advisory] = []
         for advisory in self.advisories:
             (ignored if any(a.covers(advisory, today) for a in accepted) else failing).append(advisory)
         return failing, ignored
@@ -263,7 +264,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="fail when a locked package could not be audited")  # fmt: skip
     args = parser.parse_args(argv)
     try:
-        accepted = load_ignores(args.ignore_file.read_text(), str(args.ignore_file)) if args.ignore_file.exists() else []
+        ignore_file: Path = args.ignore_file
+        accepted = load_ignores(ignore_file.read_text(), str(ignore_file)) if ignore_file.exists() else []
         report = audit(args.lock, pip_audit=lambda lock: run_pip_audit(lock, args.timeout),
                        project_json=lambda name: fetch_project_json(name, args.timeout))  # fmt: skip
     except (IgnoreFileError, RuntimeError, OSError) as exc:

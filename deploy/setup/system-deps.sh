@@ -49,10 +49,7 @@ java_ok() {
 }
 java_ok || add JRE
 command -v mvn >/dev/null 2>&1 || add maven
-prometheus_ok() {
-  { command -v prometheus >/dev/null 2>&1 || [ -x /usr/bin/prometheus ]; } &&
-    { command -v promtool >/dev/null 2>&1 || [ -x /usr/bin/promtool ]; }
-}
+prometheus_ok() { command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; }
 prometheus_ok || add prometheus
 
 if [ -n "$problems" ]; then
