@@ -124,8 +124,9 @@ def test_audit_finds_what_pip_audit_and_project_data_report(tmp_path: Path) -> N
         g={"name": "gamma", "skip_reason": "Dependency not found on PyPI and could not be audited: gamma (3.0)"},
     )  # fmt: skip
     projects = {
-        "beta": {"info": {"version": "2.0"},
-                 "vulnerabilities": [{"id": "GHSA-b", "aliases": ["CVE-2"], "fixed_in": []}]},
+        "beta": {"info": {"version": "2.0"},  # one advisory under two ids is reported once
+                 "vulnerabilities": [{"id": "GHSA-b", "aliases": ["CVE-2", "PYSEC-2"], "fixed_in": []},
+                                     {"id": "PYSEC-2", "aliases": ["GHSA-b"], "fixed_in": []}]},
         "gamma": {"info": {"version": "3.1"}, "vulnerabilities": []},  # locked behind the newest release
         "delta": {"info": {"version": "0.9"}, "vulnerabilities": [{"id": "OLD", "withdrawn": "2020-01-01"}]},
     }

@@ -18,7 +18,9 @@ invalid or pip-audit could not run. Unaudited packages are listed and fail the a
 Example::
 
     $ .venv/bin/python deploy/setup/audit.py            # what `make audit` runs
-    audited 94 of 94 locked packages (84 by pip-audit, 10 from PyPI's project data): no known vulnerability
+    UNAUDITED  click: locked 8.3.3, newest 8.5.1: PyPI's per-release data is unavailable here and ...
+    audited 84 of 94 locked packages (0 by pip-audit, 84 from PyPI's project data): no known vulnerability;
+    10 unaudited
 """
 
 from __future__ import annotations
@@ -136,6 +138,11 @@ class Report:
     unaudited: dict[str, str] = field(default_factory=dict)  # package -> why
     advisories: list[Advisory] = field(default_factory=list)
 
+    def add(self, advisory: Advisory) -> None:
+        """Record ``advisory`` unless it is already there under another of its ids (PYSEC-, GHSA-, CVE-)."""
+        if not any(a.package == advisory.package and a.ids & advisory.ids for a in self.advisories):
+            self.advisories.append(advisory)
+
     def split(self, accepted: Iterable[Accepted], today: dt.date) -> tuple[list[Advisory], list[Advisory]]:
         """(advisories that fail the audit, advisories accepted by the ignore file)."""
         accepted = list(accepted)
@@ -156,7 +163,7 @@ def parse_pip_audit(output: Mapping[str, Any], report: Report) -> list[str]:
             continue
         report.by_pip_audit.add(name)
         for vuln in dep.get("vulns", []):
-            report.advisories.append(
+            report.add(
                 Advisory(name, dep.get("version", report.pins.get(name, "?")), vuln["id"],
                          tuple(vuln.get("aliases", ())), tuple(vuln.get("fix_versions", ())),
                          vuln.get("description") or "")
@@ -177,7 +184,7 @@ def fold_project_json(name: str, version: str, project: Mapping[str, Any], repor
     for vuln in project.get("vulnerabilities") or []:
         if vuln.get("withdrawn"):
             continue
-        report.advisories.append(
+        report.add(
             Advisory(name, version, vuln["id"], tuple(vuln.get("aliases") or ()), tuple(vuln.get("fixed_in") or ()),
                      vuln.get("details") or vuln.get("summary") or "")
         )  # fmt: skip
