@@ -52,6 +52,20 @@ command -v mvn >/dev/null 2>&1 || add maven
 prometheus_ok() { command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; }
 prometheus_ok || add prometheus
 
+# A Debian prometheus daemon that runs already (installed before, outside this script) holds :9090, where
+# `dvc-hub up` starts the hub's own Prometheus; the tests use free ports and do not mind. Said, not stopped:
+# it is the machine owner's service.
+debian_prometheus_running() {
+  if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+    systemctl is-active --quiet prometheus.service 2>/dev/null
+  else
+    [ -r /run/prometheus/prometheus.pid ] && kill -0 "$(cat /run/prometheus/prometheus.pid)" 2>/dev/null
+  fi
+}
+if prometheus_ok && debian_prometheus_running; then
+  say "note: Debian's prometheus service is running on :9090, the port \`make demo\` gives the hub's own Prometheus ([prometheus] port). Stop it for the demo: systemctl disable --now prometheus (without systemd: service prometheus stop)." >&2
+fi
+
 if [ -n "$problems" ]; then
   printf 'system-deps: cannot continue:\n%s' "$problems" >&2
   exit 1
