@@ -56,13 +56,15 @@ soak: setup
 bench: setup
 	$(BIN)/python -m bench
 
-# Re-resolve the lock after a change to pyproject.toml's dependencies (tests/test_supply_chain.py fails
-# until it is done): every dependency and extra, plus pip and the build backend, for Python 3.11 on
-# Linux x86_64, with the hash of every file.
+# Re-resolve the locks after a change to pyproject.toml's dependencies (tests/test_supply_chain.py fails
+# until it is done), for Python 3.11 on Linux x86_64, with the hash of every file. requirements.lock: every
+# dependency and extra, plus pip and the build backend. requirements-runtime.lock, for the Docker image:
+# the same pins (constrained by the first), without the extras.
+LOCK_COMPILE = $(BIN)/uv pip compile pyproject.toml deploy/setup/build-requirements.in --generate-hashes \
+  --python-version 3.11 --python-platform x86_64-unknown-linux-gnu --custom-compile-command "make lock" --quiet
 lock: $(BIN)/.installed
-	$(BIN)/uv pip compile pyproject.toml deploy/setup/build-requirements.in --extra dev --extra rocksdb \
-	  --generate-hashes --python-version 3.11 --python-platform x86_64-unknown-linux-gnu \
-	  --custom-compile-command "make lock" --quiet $(LOCK_ARGS) -o $(LOCK)
+	$(LOCK_COMPILE) --extra dev --extra rocksdb $(LOCK_ARGS) -o $(LOCK)
+	$(LOCK_COMPILE) -c $(LOCK) -o requirements-runtime.lock
 
 # Every locked package against PyPI's vulnerability data; accepted advisories: deploy/setup/audit-ignore.toml.
 audit: $(BIN)/.installed

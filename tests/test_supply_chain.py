@@ -23,6 +23,7 @@ from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCK = ROOT / "requirements.lock"
+RUNTIME_LOCK = ROOT / "requirements-runtime.lock"  # the Docker image's
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 SYSTEM_DEPS = ROOT / "deploy" / "setup" / "system-deps.sh"
 
@@ -40,10 +41,10 @@ def _load_audit() -> ModuleType:
 audit = _load_audit()
 
 
-def _lock_entries() -> dict[str, tuple[Version, list[str]]]:
-    """{canonical name: (version, hashes)} of every requirement of the lock file."""
+def _lock_entries(lock: Path = LOCK) -> dict[str, tuple[Version, list[str]]]:
+    """{canonical name: (version, hashes)} of every requirement of a lock file."""
     entries: dict[str, tuple[Version, list[str]]] = {}
-    for block in re.split(r"\n(?=[A-Za-z0-9])", LOCK.read_text()):
+    for block in re.split(r"\n(?=[A-Za-z0-9])", lock.read_text()):
         match = re.match(r"([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)", block)
         if match:
             hashes = re.findall(r"--hash=sha256:([0-9a-f]{64})", block)
@@ -75,6 +76,22 @@ def test_every_requirement_of_pyproject_is_locked_at_its_version() -> None:
     assert not disagree, "pyproject.toml and requirements.lock disagree; run `make lock`:\n" + "\n".join(disagree)
 
 
+def test_the_image_lock_has_the_runtime_dependencies_at_the_same_pins() -> None:
+    """requirements-runtime.lock (Docker image) = [project].dependencies and the build backend, pinned as in
+    requirements.lock: the image runs the versions the suite tested."""
+    full, runtime = _lock_entries(), _lock_entries(RUNTIME_LOCK)
+    differ = [f"{name}=={version} (full lock: {full[name][0] if name in full else 'absent'})"
+              for name, (version, _) in runtime.items() if name not in full or full[name][0] != version]  # fmt: skip
+    assert not differ, f"run `make lock`: {differ}"
+    runtime_reqs = [r for where, r in _project_requirements() if where in {"dependencies", "build-system"}]
+    missing = [str(r) for r in runtime_reqs if canonicalize_name(r.name) not in runtime
+               or not r.specifier.contains(runtime[canonicalize_name(r.name)][0], prereleases=True)]  # fmt: skip
+    assert not missing, f"run `make lock`: not in requirements-runtime.lock as required: {missing}"
+    dev_only = {canonicalize_name(Requirement(r).name) for r in PYPROJECT["project"]["optional-dependencies"]["dev"]}
+    assert not dev_only & set(runtime), "the image lock must not carry the dev tools"
+    assert all(hashes for _, hashes in runtime.values())
+
+
 def test_project_dependencies_are_pinned_exactly() -> None:
     """Runtime and dev requirements are exact pins (the lock is resolved around them); build ones may range."""
     loose = [f"{req} ({where})" for where, req in _project_requirements()
@@ -88,7 +105,7 @@ def test_every_locked_package_has_a_hash_and_the_installer_is_locked() -> None:
     assert not [name for name, (_, hashes) in lock.items() if not hashes]
     # `make setup` installs with --no-build-isolation: pip and the build backend come from the lock too.
     assert {"pip", "setuptools"} <= set(lock)
-    text = LOCK.read_text()
+    text = LOCK.read_text() + RUNTIME_LOCK.read_text()
     assert "-e " not in text
     assert "file:" not in text
     assert "git+" not in text
