@@ -36,7 +36,15 @@ from typing import Any, TypeVar
 import httpx
 
 from connectors.sdk.auth import Authenticator, NoAuthenticator, retry_after_seconds
-from connectors.sdk.errors import BadPage, InvalidAuth, SourceRejected, SourceUnavailable, scrub_url
+from connectors.sdk.errors import (
+    BadPage,
+    ConnectorError,
+    InvalidAuth,
+    SourceRejected,
+    SourceUnavailable,
+    page_error,
+    scrub_url,
+)
 from hub.config import RetrySettings
 
 __all__ = ["Body", "SourceClient", "TokenBucket", "json_depth", "parse_json"]
@@ -184,7 +192,14 @@ class SourceClient:
         while True:
             try:
                 body = await self._send(method, path, params)
-                return parse(body)
+                try:
+                    return parse(body)
+                except ConnectorError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - every parser failure is a bad page, by design
+                    # Whatever a parser raises (RecursionError on a deeply nested body, KeyError,
+                    # TypeError, UnicodeDecodeError...) is an unreadable page, retried then held.
+                    raise page_error(exc, body.content, where=body.url) from None
             except InvalidAuth:
                 if refreshed or not self.auth.refreshable:
                     raise

@@ -520,7 +520,9 @@ class SyncService:
     async def _post_progress(
         self, client: PortalClient, group: list[tuple[OutboxDossier, list[dict[str, Any]]]], batch: _Batch
     ) -> set[str]:
-        rows = [portal_progress_row(item.ma_ho_so, row) for item, item_rows in group for row in item_rows]
+        share = self.settings.privacy.share_free_text
+        rows = [portal_progress_row(item.ma_ho_so, row, share_free_text=share)
+                for item, item_rows in group for row in item_rows]
         body = {"data": rows}
         ids = [f"{item.ma_ho_so}:{progress_row_key(row)}" for item, item_rows in group for row in item_rows]
         key = idempotency_key("progress", ids, body)

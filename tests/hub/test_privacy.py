@@ -78,6 +78,10 @@ def test_dead_letter_payload_keeps_the_dossier_but_no_person() -> None:
     assert kept["payload"]["MaHoSo"] == RECORD["MaHoSo"]
     assert kept["payload"]["IdHash"] == "h1:abc"
     assert kept["payload"]["MucDo"] == ["x"]
-    assert kept["payload"]["SoGiayTo"] == "<id>"  # an unknown field name: masked by its shape
-    assert kept["payload"]["GhiChu"] == "goi <phone>"
+    assert "SoGiayTo" not in kept["payload"]  # an ID field by another name: dropped by its name
+    assert "GhiChu" not in kept["payload"]  # free text stays out of dead letters unless shared
     assert kept["payload"]["QuaTrinhXuLy"] == [{"TrangThai": "2"}]
+    shared = DeadLetter.make(stage="normalize", reason="schema", detail="x", source="motcua",
+                             payload={"payload": payload}, keep_text=True).payload
+    assert shared is not None
+    assert shared["payload"]["GhiChu"] == "goi <phone>"
