@@ -54,7 +54,10 @@ _TOKEN = re.compile(
     r'(?P<jval>"(?:[^"\\]|\\.)*"?|-?\d[\d.eE+\-]*|true|false|null)?'
     r"|(?P<akey>\b[A-Za-z_][\w.\-:]*)(?P<asep>\s*=\s*)(?P<aval>\"[^\"]*\"?|'[^']*'?)"
     r'|(?P<str>"(?:[^"\\]|\\.)*"?)'
-    r"|>(?P<text>[^<>]+)(?=<|$)"
+    r"|(?P<num>(?<![\w.])-?\d{9,}(?![\w.]))"
+    r"|(?P<cdata><!--.*?(?:-->|$)|<!\[CDATA\[.*?(?:\]\]>|$))"
+    r"|>(?P<text>[^<>]+)(?=<|$)",
+    re.DOTALL,
 )
 _NO_FIELDS = Fields()
 
@@ -111,6 +114,10 @@ def safe_excerpt(raw: bytes | str | None, fields: Fields | None = None, *, keep_
         if m.group("str") is not None:
             q, inner, end = _quoted(m.group("str"))
             return q + shape_of(inner) + end
+        if m.group("num") is not None:
+            return shape_of(m.group("num"))
+        if m.group("cdata") is not None:
+            return shape_of(m.group("cdata"))
         return ">" + shape_of(m.group("text"))
 
     masked = redact_text(_TOKEN.sub(sub, text))
