@@ -28,6 +28,7 @@ import io
 from datetime import datetime
 from typing import Any, ClassVar
 from xml.etree.ElementTree import Element, ParseError
+from xml.sax.saxutils import quoteattr
 
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import iterparse
@@ -44,7 +45,7 @@ __all__ = ["DocumentEvents", "QlvbConnector", "parse_events"]
 def _excerpt(element: Element) -> str:
     """The element's start tag with its attributes (never its subtree: serialising a deeply nested
     subtree recursed past Python's limit)."""
-    attrs = " ".join(f'{k}="{v}"' for k, v in list(element.attrib.items())[:30])
+    attrs = " ".join(f"{k}={quoteattr(v)}" for k, v in list(element.attrib.items())[:30])
     return f"<{element.tag} {attrs}>"[:600]
 
 

@@ -188,9 +188,10 @@ class Edge:
         share = self.share_free_text
         for record in records:
             if not isinstance(record, dict):
+                text = json.dumps(record, ensure_ascii=False, default=str)  # JSON: its strings are then shaped
                 bad.append(self.letter("schema", f"{stream.name}: a record is a {type(record).__name__}, "
-                                       "not an object", stream=stream, raw=str(record),
-                                       event_id=self.refusal_id(stream, ["not_object", str(record)])))
+                                       "not an object", stream=stream, raw=text,
+                                       event_id=self.refusal_id(stream, ["not_object", text])))
                 continue
             try:
                 self._check_depth(record)
