@@ -492,7 +492,8 @@ def scrub_dossier(record: dict[str, Any], key: bytes) -> dict[str, Any]:
 
     For records that have no allow-list (the edge uses :meth:`Fields.apply`): fields named like a
     person's data (:func:`is_personal_field`, any spelling) are dropped at every depth, the first
-    ID-number field of an object becomes its ``IdHash``.
+    ID-number field of an object becomes its ``IdHash``, free-text fields (:func:`is_free_text_field`)
+    are masked with :func:`redact_text`.
     """
     out: dict[str, Any] = {}
     for name, value in record.items():
@@ -504,7 +505,7 @@ def scrub_dossier(record: dict[str, Any], key: bytes) -> dict[str, Any]:
             continue
         if is_personal_field(name):
             continue
-        out[name] = _scrub_any(value, key)
+        out[name] = _text_value(value) if is_free_text_field(name) else _scrub_any(value, key)
     return out
 
 
