@@ -615,6 +615,7 @@ class SyncService:
         letter = DeadLetter.make(
             stage="portal_sync", reason=reason, detail=detail, source="portal", topic=topic,
             partition=partition, offset=offset, event_id=event_id, payload=payload, raw=raw,
+            keep_text=self.settings.privacy.share_free_text,
         )
         await self._producer.send_and_wait(
             self.topics.dead_letter, letter.value(), key=letter.key(), headers=letter.headers()
