@@ -168,6 +168,12 @@ _HONORIFICS = frozenset(s.casefold() for s in (
 ))
 _TWO_WORD_HONORIFICS = frozenset({("công", "dân"), ("đồng", "chí"), ("người", "nộp"), ("người", "ký"),
                                   ("chủ", "hồ")})
+# A cheap first look: only a text with a family name or a title in it is scanned word by word.
+_NAME_HINT = re.compile(
+    r"(?<!\w)(?:" + "|".join(sorted((re.escape(w) for w in _SURNAMES | _HONORIFICS | {"công", "đồng", "người", "chủ"}),
+                                      key=len, reverse=True)) + r")(?!\w)",
+    re.IGNORECASE,
+)
 _PLACES = frozenset({("hà", "nội"), ("hà", "tĩnh"), ("hà", "giang"), ("hà", "nam"), ("hồ", "chí")})
 
 
@@ -281,6 +287,7 @@ def _mask_names(text: str) -> str:
     return "".join(out)
 
 
+@functools.lru_cache(maxsize=32_768)
 def redact_text(text: str) -> str:
     """Mask what looks personal in free text: e-mails, phones, ID numbers, and names it can recognise.
 
@@ -297,7 +304,7 @@ def redact_text(text: str) -> str:
         text = _EMAIL.sub("<email>", text)
     if any(c.isdigit() for c in text):
         text = _NUM_RUN.sub(_mask_number, text)
-    if any(c.isupper() for c in text):
+    if _NAME_HINT.search(text):
         text = _mask_names(text)
     return text
 
