@@ -182,8 +182,8 @@ class SourceClient:
         """Request ``path`` and ``parse`` the body, retrying transient failures.
 
         Raises :class:`SourceUnavailable` after the last attempt, :class:`InvalidAuth`,
-        :class:`SourceRejected`, or :class:`BadPage` when ``parse`` refused the page
-        ``bad_page_attempts`` times in a row.
+        :class:`SourceRejected`, or :class:`BadPage` when ``parse`` refused the page — or raised
+        anything else (:func:`connectors.sdk.errors.page_error`) — ``bad_page_attempts`` times in a row.
         """
         attempts = max_attempts or self.retry.max_attempts
         refreshed = False
