@@ -309,9 +309,14 @@ class ApiSettings(_Model):
 
 
 class PrivacySettings(_Model):
-    """Keyed hashing of ID numbers at the edge (domain.md §8)."""
+    """Keyed hashing of ID numbers at the edge (domain.md §8), and where free text may go."""
 
     id_hash_key: SecretStr = SecretStr("change-me-in-production")
+    #: Free text (processing notes, document abstracts) is kept, masked, in the raw topics for
+    #: operators; masking finds numbers and e-mails, not every name, so by default it stays out of
+    #: dead letters and of the progress rows pushed to the portal. A province that wants the notes
+    #: there (masked) turns this on.
+    share_free_text: bool = False
 
 
 class Kpi766Settings(_Model):

@@ -136,6 +136,10 @@ DESCRIPTIONS: dict[str, str] = {
     "api.tokens": "Accepted bearer tokens (secrets).",
     "privacy": "Personal data handling.",
     "privacy.id_hash_key": "Key of the HMAC that replaces ID numbers at the edge (secret; rotate per deployment).",
+    "privacy.share_free_text": (
+        "Let masked free text (processing notes, document abstracts) into dead letters and the portal's progress "
+        "push (`NoiDungXuLy`); off: it stays in the raw topics only."
+    ),
     "kpi": "Decision 766 weights and thresholds (revised nationally; keep them current).",
     "kpi.on_time_weight": "Points of indicator 2.1 (on-time processing).",
     "kpi.full_online_weight": "Points of indicator 3.0 (full-online dossiers).",

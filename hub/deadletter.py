@@ -6,10 +6,11 @@ agent, the portal sync) sends the record here and moves on; the process keeps ru
 A dead letter says *where* the input came from and *why* it was refused, in Kafka headers
 (``dlq.stage``, ``dlq.reason``, ``dlq.source``, ``dlq.topic``, ``dlq.partition``,
 ``dlq.offset``, ``dlq.event_id``) and in a JSON body (:class:`DeadLetter`). It never carries
-personal data: the payload is the already-scrubbed raw record where there is one, and free text
-(error messages) goes through :func:`hub.privacy.redact_text` with quoted values masked, and an
-unparseable body is kept only as its shape (:func:`shape_of`: letters and digits masked), since a
-body that cannot be parsed cannot be scrubbed field by field.
+personal data: the payload is the already-scrubbed raw record where there is one (fields that look
+personal by name and free-text fields dropped again, every string masked by
+:func:`hub.privacy.redact_payload`), messages go through :func:`hub.privacy.redact_text` with quoted
+values masked, and an unparseable body is kept only as its shape (:func:`shape_of`: letters and
+digits masked), since a body that cannot be parsed cannot be scrubbed field by field.
 
 ``reason`` is a short key from a fixed vocabulary (it becomes a metric label); ``detail`` is
 the human explanation, saying what to do.
@@ -94,11 +95,14 @@ class DeadLetter(BaseModel):
         event_id: str | None = None,
         payload: dict[str, Any] | None = None,
         raw: bytes | str | None = None,
+        keep_text: bool = False,
     ) -> DeadLetter:
         """Build a dead letter; ``raw`` text is truncated and redacted, never stored whole.
 
         ``payload`` is kept for replay and diagnosis, without personal data
         (:func:`hub.privacy.redact_payload`): it may come from a record that never passed the edge.
+        Free-text fields (notes, abstracts) are left out unless ``keep_text`` (the province's
+        ``privacy.share_free_text``): masking finds the numbers in them, not every name.
         """
         if reason not in REASONS:
             reason = "unexpected"
@@ -110,7 +114,7 @@ class DeadLetter(BaseModel):
             stage=stage, reason=reason, detail=redact_text(mask_quoted(detail))[:MAX_EXCERPT], source=source,
             topic=topic,
             partition=partition, offset=offset, event_id=event_id,
-            payload=redact_payload(payload) if payload is not None else None, excerpt=excerpt,
+            payload=redact_payload(payload, keep_text=keep_text) if payload is not None else None, excerpt=excerpt,
         )
 
     def headers(self) -> list[tuple[str, bytes]]:

@@ -41,6 +41,7 @@ from connectors.sdk import (
     Connector,
     Cursor,
     CursorStream,
+    Fields,
     InvalidAuth,
     Page,
     SnapshotStream,
@@ -48,6 +49,7 @@ from connectors.sdk import (
     Stream,
     StreamClass,
 )
+from connectors.sdk.fields import CATALOGUE, DOSSIER
 
 __all__ = ["Dossiers", "MotCuaConnector", "Procedures"]
 
@@ -94,7 +96,9 @@ class Dossiers(CursorStream):
     topic = "raw_motcua"
     primary_key = "MaHoSo"
     version_key = "PhienBan"
-    free_text_fields: ClassVar[frozenset[str]] = frozenset({"NoiDungXuLy"})
+    #: The national dossier fields, nothing else (ChuHoSo, phones, addresses and every other
+    #: person field are dropped, SoGiayToChuHoSo becomes IdHash, notes are masked free text).
+    fields: ClassVar[Fields] = DOSSIER
 
     @property
     def cfg(self) -> MotCuaConfig:
@@ -200,6 +204,7 @@ class Procedures(SnapshotStream):
     kind = "catalogue"
     topic = "raw_catalogue"
     primary_key = "MaTTHC"
+    fields: ClassVar[Fields] = CATALOGUE
 
     @property
     def unit(self) -> str:

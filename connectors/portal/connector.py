@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 from zoneinfo import ZoneInfo
 
 from connectors.portal.config import PortalConfig
@@ -32,6 +32,7 @@ from connectors.sdk import (
     Body,
     Connector,
     Cursor,
+    Fields,
     InvalidAuth,
     Page,
     PageNumberStream,
@@ -40,6 +41,7 @@ from connectors.sdk import (
     Stream,
     StreamClass,
 )
+from connectors.sdk.fields import CATALOGUE, PORTAL_SUBMISSION
 
 __all__ = ["OnlineSubmissions", "PortalCatalogue", "PortalConnector", "lgsp_response"]
 
@@ -80,6 +82,8 @@ class OnlineSubmissions(PageNumberStream):
     version_key = "cap_nhat_luc"
     page_param = "trang"
     size_param = "kich_thuoc"
+    #: Codes, times, the payment and the rating's verdict: never the citizen's name, contact or comment.
+    fields: ClassVar[Fields] = PORTAL_SUBMISSION
 
     def initial_cursor(self) -> Cursor:
         """``start_from``."""
@@ -165,6 +169,7 @@ class PortalCatalogue(SnapshotStream):
     kind = "catalogue"
     topic = "raw_catalogue"
     primary_key = "MaTTHC"
+    fields: ClassVar[Fields] = CATALOGUE
 
     @property
     def units(self) -> list[str]:

@@ -9,6 +9,8 @@ Public surface (stable; everything else is internal):
 - declaring: :class:`Connector`, :class:`CursorStream`, :class:`PageNumberStream`,
   :class:`SnapshotStream`, :class:`Stream`, :class:`Page`, :class:`Reject`, :data:`Cursor`,
   :class:`ConnectorConfig`, :class:`Body`;
+- privacy: :class:`Fields` and :class:`Rule` (a stream's allow-list) and the standard lists in
+  :mod:`connectors.sdk.fields`;
 - authentication: :class:`Authenticator` and the schemes in :mod:`connectors.sdk.auth`;
 - errors: :class:`ConnectorError` and its subclasses (tree in :mod:`connectors.sdk.errors`);
 - running: :class:`SyncEngine`, :class:`KafkaSink`, :class:`MemorySink`, :class:`KafkaStateStore`,
@@ -53,6 +55,7 @@ from connectors.sdk.http import Body, SourceClient, TokenBucket
 from connectors.sdk.registry import ENTRY_POINT_GROUP, ConnectorLoadError, entry_points, load_connector
 from connectors.sdk.sinks import KafkaSink, MemorySink, RecordSink
 from connectors.sdk.state import ConnectorState, KafkaStateStore, MemoryStateStore, StateStore
+from hub.privacy import Fields, Rule
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -72,6 +75,7 @@ __all__ = [
     "CursorStream",
     "CycleReport",
     "DeliveryError",
+    "Fields",
     "InvalidAuth",
     "KafkaSink",
     "KafkaStateStore",
@@ -84,6 +88,7 @@ __all__ = [
     "RecordError",
     "RecordSink",
     "Reject",
+    "Rule",
     "SnapshotStream",
     "SourceClient",
     "SourceRejected",

@@ -67,8 +67,10 @@ import httpx
 from connectors.sdk.auth import Authenticator, build_authenticator
 from connectors.sdk.config import ConnectorConfig
 from connectors.sdk.errors import BadPage, RecordError, SourceUnavailable
+from connectors.sdk.fields import BY_KIND
 from connectors.sdk.http import Body, SourceClient
 from hub.config import ConnectorInstance
+from hub.privacy import Fields
 from schemas.raw import RecordKind
 
 __all__ = [
@@ -151,9 +153,13 @@ class Stream(ABC):
     primary_key: ClassVar[str]
     #: Field whose value is the record's version; None = a hash of the record's content.
     version_key: ClassVar[str | None] = None
-    #: Free-text fields in which ID numbers and phone numbers are masked at the edge.
+    #: The allow-list of the privacy edge: the only fields of a record the hub keeps (everything
+    #: else is dropped, at every depth, however spelt). None: the list of the stream's ``kind``
+    #: (:data:`connectors.sdk.fields.BY_KIND`), which knows the national field names.
+    fields: ClassVar[Fields | None] = None
+    #: More free-text fields to keep, masked (added to :attr:`fields` as ``TEXT``).
     free_text_fields: ClassVar[frozenset[str]] = frozenset()
-    #: Extra personal fields this source has that :func:`hub.privacy.scrub_dossier` does not know.
+    #: Fields never kept even if :attr:`fields` lists them (e.g. a signer this vendor puts in a kept object).
     drop_fields: ClassVar[frozenset[str]] = frozenset()
     #: Seconds between two reads; None = every poll cycle.
     refresh_interval_s: ClassVar[float | None] = None
@@ -162,6 +168,18 @@ class Stream(ABC):
 
     def __init__(self, connector: Connector) -> None:
         self.connector = connector
+        self._allowed: Fields | None = None
+
+    def allowed_fields(self) -> Fields:
+        """The effective allow-list: :attr:`fields` (or the kind's), this stream's ``free_text_fields``
+        and ``drop_fields``, and the instance's ``options.keep_fields`` / ``options.free_text_fields``."""
+        if self._allowed is None:
+            base = self.fields if self.fields is not None else BY_KIND.get(self.kind, Fields())
+            cfg = self.connector.config
+            self._allowed = base.extend(keep=cfg.keep_fields, text=[*sorted(self.free_text_fields),
+                                                                   *cfg.free_text_fields],
+                                        drop=self.drop_fields)
+        return self._allowed
 
     # ------------------------------------------------------------------ conveniences
     @property

@@ -22,9 +22,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from hub.config import ConfigError, ConnectorInstance
+from hub.privacy import is_personal_field
 
 __all__ = ["ConnectorConfig"]
 
@@ -48,6 +49,29 @@ class ConnectorConfig(BaseModel):
     bad_page_attempts: Annotated[int, Field(ge=1, le=20)] = 3
     #: Event ids remembered per instance so look-back re-reads cost no Kafka writes.
     seen_capacity: Annotated[int, Field(ge=100)] = 200_000
+    #: More source fields to keep as they are (the allow-list of :mod:`connectors.sdk.fields`
+    #: plus these; dotted paths reach nested objects, e.g. ``QuaTrinhXuLy.MaCanBo``). Never personal data.
+    keep_fields: tuple[str, ...] = ()
+    #: More free-text fields to keep, masked (notes an operator needs); never in dead letters or pushes
+    #: unless ``privacy.share_free_text``.
+    free_text_fields: tuple[str, ...] = ()
+    #: Refused records remembered (by a keyed hash of their content) so each is dead-lettered once.
+    refused_capacity: Annotated[int, Field(ge=10, le=10_000)] = 1_000
+
+    @field_validator("keep_fields", "free_text_fields")
+    @classmethod
+    def _not_personal(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for path in value:
+            parts = path.split(".")
+            if not all(p.strip() for p in parts):
+                raise ValueError(f"{path!r} is not a field name or a dotted path like 'QuaTrinhXuLy.GhiChu'")
+            personal = [p for p in parts if is_personal_field(p)]
+            if personal:
+                raise ValueError(
+                    f"{path!r} names personal data ({personal[0]!r}); the hub never keeps names, phones, e-mails, "
+                    "addresses or ID numbers (the applicant's ID number is kept as IdHash already)"
+                )
+        return value
 
     @model_validator(mode="after")
     def _check_instance(self) -> Self:

@@ -9,12 +9,26 @@ For each page a stream yields, :class:`SyncEngine`:
 3. delivers the rest and the page's dead letters and **waits for Kafka's acknowledgement**;
 4. only then saves the page's checkpoint as the stream's cursor in the state topic.
 
-A page the stream cannot parse even after ``bad_page_attempts`` fetches is dead-lettered once and
-the stream **holds** its cursor: the next cycle tries the same position again. Skipping an unparseable
-page could lose every record on it, and nothing proves it held nothing we need; holding loses nothing,
+A page the stream cannot parse even after ``bad_page_attempts`` fetches (whatever the parser
+raised: invalid JSON or XML, but also ``RecursionError``, ``KeyError``, ``TypeError``,
+``UnicodeDecodeError``...; see :func:`connectors.sdk.errors.page_error`; only cancellation and the
+SDK's own connection errors pass through) is dead-lettered once and the stream **holds** its
+cursor: the next cycle tries the same position again. Skipping an unparseable page could lose
+every record on it, and nothing proves it held nothing we need; holding loses nothing,
 shows in ``/healthz`` and the error metric, and an operator who has looked at the dead letter can move
 past it with ``dvc-hub connectors reset NAME --to CURSOR``. A single bad *record* never holds anything:
 it is dead-lettered and the page goes on.
+
+**Each refusal is dead-lettered once.** Look-back windows, re-read seconds and repeated passes read
+a refused record again and again; each refusal (a refused record, a parser's reject, a held page)
+has a deterministic id (:meth:`connectors.sdk.edge.Edge.refusal_id`, a keyed hash of its content or
+of the held position), and the ids already dead-lettered are remembered in a bounded set that is
+saved **in the instance's state record**, with the cursor, after the dead letters were
+acknowledged. That is enough across restarts: a restarted connector loads the ids with its cursor,
+and it only re-reads what lies within its look-back of that cursor — refusals made within that
+window are among the most recent ids, which the bound (``refused_capacity``, 1,000 by default) keeps.
+The one gap is a crash between the dead letter's acknowledgement and the state save: that refusal
+is dead-lettered a second time, with the same id (``dlq.event_id``), as records are re-delivered.
 """
 
 from __future__ import annotations
@@ -34,11 +48,12 @@ from prometheus_client import CollectorRegistry
 
 from connectors.sdk.base import Connector, Cursor, Stream
 from connectors.sdk.edge import Edge
-from connectors.sdk.errors import BadPage, ConnectorError
+from connectors.sdk.errors import BadPage, ConnectorError, page_error
 from connectors.sdk.sinks import RecordSink
 from connectors.sdk.state import ConnectorState, StateStore
 from hub import metrics as m
 from hub.config import TopicSettings
+from hub.deadletter import DeadLetter
 from hub.privacy import redact_text
 
 __all__ = ["ConnectorMetrics", "CycleReport", "SeenSet", "SyncEngine"]
@@ -62,6 +77,10 @@ class SeenSet:
 
     def __len__(self) -> int:
         return len(self._items)
+
+    def items(self) -> list[str]:
+        """The ids held, oldest first."""
+        return list(self._items)
 
     def update(self, items: Iterable[str]) -> None:
         """Remember ``items``."""
@@ -97,6 +116,8 @@ class CycleReport:
     duplicates_skipped: int = 0
     dead_letters: int = 0
     pages: int = 0
+    #: Refusals (records, rejects, held pages) met again and not dead-lettered a second time.
+    refusals_repeated: int = 0
     errors: dict[str, str] = field(default_factory=dict)  # stream -> stable key
     held: dict[str, str] = field(default_factory=dict)  # stream -> dead-letter reason
 
@@ -117,6 +138,7 @@ class SyncEngine:
         state_store: StateStore,
         topics: TopicSettings,
         privacy_key: bytes,
+        share_free_text: bool = False,
         metrics: ConnectorMetrics | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -128,13 +150,15 @@ class SyncEngine:
         self.topics = topics
         self.metrics = metrics
         self.edge = Edge(source=connector.source, instance=self.name, privacy_key=privacy_key,
-                         max_depth=connector.config.max_depth)
+                         max_depth=connector.config.max_depth, share_free_text=share_free_text)
         self.seen = SeenSet(connector.config.seen_capacity)
+        #: Ids of refusals already dead-lettered (saved in the state; see the module docstring).
+        self.refused = SeenSet(connector.config.refused_capacity)
+        self._refused_dirty = False
         self.state = ConnectorState(instance=self.name, type=connector.type)
         self._monotonic = monotonic
         self._sleep = sleep
         self._last_read: dict[str, float] = {}
-        self._dead_lettered_holds: set[tuple[str, str, str]] = set()
         self._loaded = False
         self.consecutive_failures = 0
         self.last_error: dict[str, str] | None = None
@@ -152,9 +176,12 @@ class SyncEngine:
         state = known if known is not None else await self.store.load(self.name)
         if state is not None:
             self.state = state.model_copy(deep=True)
+            self.refused.update(self.state.refused)
         self._loaded = True
 
     async def _save(self) -> None:
+        self.state.refused = self.refused.items()
+        self._refused_dirty = False
         self.state.updated_at = datetime.now(UTC)
         self.state.written_by = "runner"
         if self.before_save is not None:
@@ -248,11 +275,23 @@ class SyncEngine:
         saved: Cursor | None = self.state.cursors.get(stream.name) if stream.incremental else None
         topic = getattr(self.topics, stream.topic)
         empty = False
-        async for page in stream.pages(saved):
+        pages = aiter(stream.pages(saved))
+        while True:
+            try:
+                page = await anext(pages)
+            except StopAsyncIteration:
+                break
+            except ConnectorError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - every page failure is a bad page, by design
+                # Anything a stream raises while reading or parsing (a bug, a body it did not expect)
+                # is the documented bad page: dead-lettered once, the stream held, /healthz degraded.
+                raise page_error(exc, where=f"a page of {stream.name}") from None
             report.pages += 1
             empty = empty or (not stream.incremental and not page.records and not page.rejects)
             raws, letters = self.edge.process(stream, page.records)
             letters.extend(self.edge.reject(stream, r) for r in page.rejects)
+            letters = self._first_time(letters, report)
             fresh = []
             batch_ids: set[str] = set()
             for raw in raws:
@@ -264,6 +303,7 @@ class SyncEngine:
             # Records first, then their dead letters; both acknowledged before the cursor moves.
             await self.sink.deliver(topic, fresh)
             await self.sink.dead_letters(self.topics.dead_letter, letters)
+            self._remember(letters)
             self.seen.update(batch_ids)
             report.produced += len(fresh)
             report.dead_letters += len(letters)
@@ -280,7 +320,29 @@ class SyncEngine:
                 if new != current:
                     self.state.cursors[stream.name] = new
                     await self._save()
+        if self._refused_dirty:
+            await self._save()
         return empty
+
+    def _first_time(self, letters: list[DeadLetter], report: CycleReport) -> list[DeadLetter]:
+        """The letters whose refusal was not dead-lettered before (nor twice in this batch)."""
+        fresh: list[DeadLetter] = []
+        ids: set[str] = set()
+        for letter in letters:
+            ident = letter.event_id
+            if ident is not None and (ident in self.refused or ident in ids):
+                report.refusals_repeated += 1
+                continue
+            if ident is not None:
+                ids.add(ident)
+            fresh.append(letter)
+        return fresh
+
+    def _remember(self, letters: list[DeadLetter]) -> None:
+        ids = [letter.event_id for letter in letters if letter.event_id is not None]
+        if ids:
+            self.refused.update(ids)
+            self._refused_dirty = True
 
     async def _complete_cycle(self, stream: Stream) -> None:
         if not stream.incremental:
@@ -301,15 +363,20 @@ class SyncEngine:
                                    f"source, or move past it: dvc-hub connectors reset {self.name} --to CURSOR"),
         }
         self._count_error(f"bad_page_{exc.reason}")
-        marker = (stream.name, where, exc.reason)
-        if marker in self._dead_lettered_holds:
+        # One dead letter per held position, whatever the page raised this time (and after a
+        # restart: the id is saved with the state).
+        ident = self.edge.refusal_id(stream, ["hold", where])
+        if ident in self.refused:
+            report.refusals_repeated += 1
             return  # already dead-lettered at this position; do not flood the topic every cycle
         letter = self.edge.letter(exc.reason, f"{stream.name}: page refused {self.connector.config.bad_page_attempts} "
-                                  f"time(s) at cursor {where}: {exc.detail}", raw=exc.raw)
+                                  f"time(s) at cursor {where}: {exc.detail}", stream=stream, raw=exc.raw,
+                                  event_id=ident)
         await self.sink.dead_letters(self.topics.dead_letter, [letter])
         if self.metrics is not None:
             self.metrics.dead_letters.labels("connector", letter.reason).inc()
-        self._dead_lettered_holds.add(marker)
+        self._remember([letter])
+        await self._save()
         report.dead_letters += 1
         self.dead_letters_total += 1
         log.warning("connector %s stream %s holds at %s: %s", self.name, stream.name, where, exc.reason)

@@ -17,9 +17,14 @@ Messages never contain a secret or a full URL with credentials: build them with 
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from xml.etree.ElementTree import ParseError
+from xml.parsers.expat import ExpatError
+
+from defusedxml import DefusedXmlException
 
 CheckKey = Literal["ok", "cannot_connect", "invalid_auth", "unknown"]
 
@@ -82,6 +87,34 @@ class BadPage(ConnectorError):  # noqa: N818 - named like the check keys, as Hom
         self.reason = reason
         self.detail = detail
         self.raw = raw
+
+
+def page_error(exc: BaseException, raw: bytes | None = None, *, where: str = "the page") -> BadPage:
+    """Any exception met while reading or parsing a page, as the :class:`BadPage` it is.
+
+    A parser can fail in many ways besides the ones it checks for: a deeply nested body raises
+    ``RecursionError``, a missing member ``KeyError``, a wrong type ``TypeError``, bad bytes
+    ``UnicodeDecodeError``. Each is an unreadable page, not a crash: it is fetched again, then
+    dead-lettered once and the stream holds (see :mod:`connectors.sdk.engine`). The reason is a
+    dead-letter reason by the exception's kind; the detail names the exception's type (never its
+    message, which may quote the data).
+    """
+    if isinstance(exc, BadPage):
+        return exc
+    name = type(exc).__name__
+    reason = "schema"
+    if isinstance(exc, RecursionError):
+        reason = "too_deep"
+    elif isinstance(exc, MemoryError):
+        reason = "too_large"
+    elif isinstance(exc, json.JSONDecodeError):
+        reason = "invalid_json"
+    elif isinstance(exc, DefusedXmlException):
+        reason = "hostile_xml"
+    elif isinstance(exc, ParseError | ExpatError):
+        reason = "invalid_xml"
+    return BadPage(reason, f"{where} could not be parsed: {name} (the source sent something the connector "
+                   "cannot read; look at the dead letter's excerpt)", raw=raw)
 
 
 class RecordError(ConnectorError):

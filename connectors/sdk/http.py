@@ -36,7 +36,15 @@ from typing import Any, TypeVar
 import httpx
 
 from connectors.sdk.auth import Authenticator, NoAuthenticator, retry_after_seconds
-from connectors.sdk.errors import BadPage, InvalidAuth, SourceRejected, SourceUnavailable, scrub_url
+from connectors.sdk.errors import (
+    BadPage,
+    ConnectorError,
+    InvalidAuth,
+    SourceRejected,
+    SourceUnavailable,
+    page_error,
+    scrub_url,
+)
 from hub.config import RetrySettings
 
 __all__ = ["Body", "SourceClient", "TokenBucket", "json_depth", "parse_json"]
@@ -174,8 +182,8 @@ class SourceClient:
         """Request ``path`` and ``parse`` the body, retrying transient failures.
 
         Raises :class:`SourceUnavailable` after the last attempt, :class:`InvalidAuth`,
-        :class:`SourceRejected`, or :class:`BadPage` when ``parse`` refused the page
-        ``bad_page_attempts`` times in a row.
+        :class:`SourceRejected`, or :class:`BadPage` when ``parse`` refused the page — or raised
+        anything else (:func:`connectors.sdk.errors.page_error`) — ``bad_page_attempts`` times in a row.
         """
         attempts = max_attempts or self.retry.max_attempts
         refreshed = False
@@ -184,7 +192,14 @@ class SourceClient:
         while True:
             try:
                 body = await self._send(method, path, params)
-                return parse(body)
+                try:
+                    return parse(body)
+                except ConnectorError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - every parser failure is a bad page, by design
+                    # Whatever a parser raises (RecursionError on a deeply nested body, KeyError,
+                    # TypeError, UnicodeDecodeError...) is an unreadable page, retried then held.
+                    raise page_error(exc, body.content, where=body.url) from None
             except InvalidAuth:
                 if refreshed or not self.auth.refreshable:
                     raise

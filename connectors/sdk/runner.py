@@ -89,7 +89,8 @@ class ConnectorRunner:
                 problems.append(str(exc))
                 continue
             engines.append(SyncEngine(connector, sink=self._sink, state_store=self._store,
-                                      topics=self.settings.topics, privacy_key=key, metrics=self.metrics))
+                                      topics=self.settings.topics, privacy_key=key,
+                                      share_free_text=self.settings.privacy.share_free_text, metrics=self.metrics))
         if problems:
             raise ConfigError("cannot start the connectors:\n" + "\n".join(problems))
         return engines

@@ -41,6 +41,8 @@ class ConnectorState(BaseModel):
     #: Stream name -> cursor (a small JSON object).
     cursors: dict[str, dict[str, Any]] = Field(default_factory=dict)
     last_success: datetime | None = None
+    #: Ids of the refusals already dead-lettered, newest last (bounded; see connectors.sdk.engine).
+    refused: list[str] = Field(default_factory=list)
     updated_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     written_by: Literal["runner", "reset", "test"] = "runner"
 

@@ -55,7 +55,7 @@ from connectors.sdk.registry import ENTRY_POINT_GROUP, entry_points, load_entry_
 from connectors.sdk.sinks import MemorySink
 from connectors.sdk.state import ConnectorState, MemoryStateStore
 from hub.config import ConfigError, ConnectorInstance, TopicSettings
-from hub.privacy import ADDRESS_FIELDS, NAME_FIELDS, PHONE_FIELDS, redact_text
+from hub.privacy import ADDRESS_FIELDS, NAME_FIELDS, PHONE_FIELDS, is_personal_field, redact_text
 
 __all__ = ["ConnectorContract", "SyncResult", "declared_entry_point", "personal_data_problems", "sync_cycles"]
 
@@ -139,7 +139,7 @@ def personal_data_problems(value: Any, forbidden_values: tuple[str, ...] = (), p
     problems: list[str] = []
     if isinstance(value, dict):
         for k, v in value.items():
-            if k in _PERSONAL_FIELDS:
+            if k in _PERSONAL_FIELDS or is_personal_field(k):
                 problems.append(f"{path}.{k}: personal field")
             if k == "IdHash":
                 continue  # a keyed hash; its hex digits may look like numbers
@@ -149,7 +149,7 @@ def personal_data_problems(value: Any, forbidden_values: tuple[str, ...] = (), p
             problems.extend(personal_data_problems(v, forbidden_values, f"{path}[{i}]"))
     elif isinstance(value, str):
         if redact_text(value) != value:
-            problems.append(f"{path}: looks like an ID or phone number")
+            problems.append(f"{path}: looks like personal data (an ID number, a phone, an e-mail or a name)")
         problems.extend(f"{path}: contains {f!r}" for f in forbidden_values if f and f in value)
     return problems
 

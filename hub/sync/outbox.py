@@ -13,7 +13,8 @@ Nothing here does I/O, so every rule that makes the sync "exactly once in effect
 - :func:`idempotency_key` is deterministic: the same items and the same body give the same key, in
   this process or after a restart, so the portal recognises a resend;
 - :func:`portal_dossier` / :func:`portal_progress_row` are the outbound privacy edge: no name,
-  phone or address ever leaves, the ID-number hash only when the province requires it;
+  phone or address ever leaves, the ID-number hash only when the province requires it, the
+  processing notes only when it asks for them;
 - :func:`stats_digest` hashes a statistics body without its ``thoi_diem_tong_hop`` stamp, so
   unchanged figures are recognised as unchanged.
 
@@ -38,7 +39,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from hub.privacy import ADDRESS_FIELDS, ID_FIELDS, NAME_FIELDS, PHONE_FIELDS
+from hub.privacy import ADDRESS_FIELDS, ID_FIELDS, NAME_FIELDS, PHONE_FIELDS, is_free_text_field
 from schemas.figures import OutboxDossier, OutboxStats
 
 __all__ = [
@@ -132,11 +133,18 @@ def progress_row_key(row: dict[str, Any]) -> str:
     return hashlib.sha256(canonical_json(row)).hexdigest()[:16]
 
 
-def portal_progress_row(ma_ho_so: str, row: dict[str, Any]) -> dict[str, Any]:
-    """A progress row for ``POST /dongbo/tiendo``: with its ``MaHoSo``, without personal fields."""
+def portal_progress_row(ma_ho_so: str, row: dict[str, Any], *, share_free_text: bool = False) -> dict[str, Any]:
+    """A progress row for ``POST /dongbo/tiendo``: with its ``MaHoSo``, without personal fields.
+
+    The processing note (``NoiDungXuLy``, free text: masked at the edge, but masking cannot find every
+    name) is sent empty unless the province asked for it (``privacy.share_free_text``).
+    """
     out = _strip(row)
     assert isinstance(out, dict)
     out.pop(ID_HASH_FIELD, None)
+    if not share_free_text:
+        for name in [k for k in out if is_free_text_field(k)]:
+            out[name] = ""
     out["MaHoSo"] = ma_ho_so
     return out
 

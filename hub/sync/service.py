@@ -520,7 +520,9 @@ class SyncService:
     async def _post_progress(
         self, client: PortalClient, group: list[tuple[OutboxDossier, list[dict[str, Any]]]], batch: _Batch
     ) -> set[str]:
-        rows = [portal_progress_row(item.ma_ho_so, row) for item, item_rows in group for row in item_rows]
+        share = self.settings.privacy.share_free_text
+        rows = [portal_progress_row(item.ma_ho_so, row, share_free_text=share)
+                for item, item_rows in group for row in item_rows]
         body = {"data": rows}
         ids = [f"{item.ma_ho_so}:{progress_row_key(row)}" for item, item_rows in group for row in item_rows]
         key = idempotency_key("progress", ids, body)
@@ -613,6 +615,7 @@ class SyncService:
         letter = DeadLetter.make(
             stage="portal_sync", reason=reason, detail=detail, source="portal", topic=topic,
             partition=partition, offset=offset, event_id=event_id, payload=payload, raw=raw,
+            keep_text=self.settings.privacy.share_free_text,
         )
         await self._producer.send_and_wait(
             self.topics.dead_letter, letter.value(), key=letter.key(), headers=letter.headers()

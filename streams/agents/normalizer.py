@@ -120,6 +120,7 @@ async def handle(rt: HubRuntime, agent: str, source_topic: str, event: Any) -> b
             event_id=rec.event_id if rec else None,
             payload=rec.model_dump(mode="json") if rec else None,
             raw=None if rec or value is None else value,
+            keep_text=rt.settings.privacy.share_free_text,
         )
     )
     return False

@@ -78,6 +78,26 @@ def test_dead_letter_payload_keeps_the_dossier_but_no_person() -> None:
     assert kept["payload"]["MaHoSo"] == RECORD["MaHoSo"]
     assert kept["payload"]["IdHash"] == "h1:abc"
     assert kept["payload"]["MucDo"] == ["x"]
-    assert kept["payload"]["SoGiayTo"] == "<id>"  # an unknown field name: masked by its shape
-    assert kept["payload"]["GhiChu"] == "goi <phone>"
+    assert "SoGiayTo" not in kept["payload"]  # an ID field by another name: dropped by its name
+    assert "GhiChu" not in kept["payload"]  # free text stays out of dead letters unless shared
     assert kept["payload"]["QuaTrinhXuLy"] == [{"TrangThai": "2"}]
+    shared = DeadLetter.make(stage="normalize", reason="schema", detail="x", source="motcua",
+                             payload={"payload": payload}, keep_text=True).payload
+    assert shared is not None
+    assert shared["payload"]["GhiChu"] == "goi <phone>"
+
+
+def test_scrub_and_dead_letter_payloads_know_personal_fields_in_any_spelling() -> None:
+    """Without an allow-list (records produced straight into a topic): camelCase, other vendors' words,
+    separators, nested lists of lists — every person field goes, free text is masked or dropped."""
+    record = {
+        "MaHoSo": "H56.1", "chuHoSo": "Nguyễn Văn A", "applicantName": "Nguyễn Văn A", "SO-CCCD": "038090001234",
+        "nguoiDaiDien": {"hoTen": "Trần Thị B", "soCMND": "123456789"}, "emailLienHe": "a@b.vn",
+        "representative_phone": "+84 912 345 678",
+        "QuaTrinhXuLy": [[{"TrangThai": "2", "canBoXuLy": "Lê Văn C", "NoiDungXuLy": "gọi 0912.345.678"}]],
+    }
+    out = scrub_dossier(record, b"k1")
+    assert out == {"MaHoSo": "H56.1", "IdHash": hash_id_number("038090001234", b"k1"),
+                   "QuaTrinhXuLy": [[{"TrangThai": "2", "NoiDungXuLy": "gọi <phone>"}]]}
+    dl = DeadLetter.make(stage="normalize", reason="schema", detail="x", source="motcua", payload=record)
+    assert dl.payload == {"MaHoSo": "H56.1", "QuaTrinhXuLy": [[{"TrangThai": "2"}]]}
