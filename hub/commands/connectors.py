@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 
-from hub.config import ConfigError, Settings, load_settings
+from hub.config import ConfigError, Settings, load_service_settings, load_settings
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -105,7 +105,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from connectors.sdk.runner import ConnectorRunner, selected_instances
     from hub.kafka import ensure_topics, hub_topics
 
-    settings = _settings(args)
+    settings = load_service_settings(getattr(args, "config", None), "connectors run")
     instances = selected_instances(settings, args.names)
     if not instances:
         print("no enabled connector instance in the configuration; nothing to run", file=sys.stderr)

@@ -32,7 +32,7 @@ from typing import Any
 
 import httpx
 
-from hub.config import Settings, load_settings
+from hub.config import Settings, config_origin, load_settings, require_secrets
 from hub.process import ChildProcess
 
 STATE_DIR = Path(".dvc-hub")
@@ -250,6 +250,9 @@ def _write_state(state: dict[str, Any]) -> None:
 
 def _up(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
+    notice = require_secrets(settings, "up", str(config_origin(args.config)))
+    if notice:
+        _say(f"DVC Hub {notice} (profile = \"demo\" in {config_origin(args.config)})")
     logs = STATE_DIR / "logs"
     total = 5
     stopping = threading.Event()
