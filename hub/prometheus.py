@@ -18,6 +18,11 @@ Example (needs the ``prometheus`` binary)::
 
 The configuration file is written as JSON (YAML is a superset of JSON), so no YAML library is
 needed at run time.
+
+The server runs **without** the lifecycle and admin APIs (no ``--web.enable-lifecycle``, no
+``--web.enable-admin-api``): on a loopback port any local user could otherwise ``POST /-/quit``,
+``/-/reload`` or delete series. The hub stops it by signal (:meth:`PrometheusServer.stop`) and
+restarts it to load a new configuration.
 """
 
 from __future__ import annotations
@@ -231,6 +236,17 @@ class PrometheusServer:
         self.config_file.write_text(json.dumps(cfg, indent=2), encoding="utf-8")
         return self.config_file
 
+    def command(self, binary: Path) -> list[str]:
+        """The command line: no lifecycle or admin API (see the module docstring)."""
+        return [
+            str(binary),
+            f"--config.file={self.config_file}",
+            f"--storage.tsdb.path={self.data_dir}",
+            f"--storage.tsdb.retention.time={self.retention}",
+            f"--web.listen-address={self.host}:{self.port}",
+            "--log.level=info",
+        ]
+
     def start(self, timeout: float = 30.0) -> None:
         """Start the server and wait until ``/-/ready`` answers 200."""
         if self._proc is not None:
@@ -238,15 +254,7 @@ class PrometheusServer:
         binary = find_prometheus(self._binary)
         self.write_config()
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        cmd = [
-            str(binary),
-            f"--config.file={self.config_file}",
-            f"--storage.tsdb.path={self.data_dir}",
-            f"--storage.tsdb.retention.time={self.retention}",
-            f"--web.listen-address={self.host}:{self.port}",
-            "--web.enable-lifecycle",
-            "--log.level=info",
-        ]
+        cmd = self.command(binary)
         with self.log_file.open("ab") as log:
             self._proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout

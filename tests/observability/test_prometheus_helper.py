@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import httpx
 import pytest
 
 from hub.config import load_settings
@@ -79,6 +80,11 @@ def test_start_query_and_stop(tmp_path):
             prom.query_value('up{job="none"}')
         with pytest.raises(PrometheusError, match="still returned 0"):
             prom.wait_for('up{job="none"}', timeout=0.5)
+        # No local user can stop, reload or wipe it over HTTP: lifecycle and admin APIs are off.
+        assert not any("lifecycle" in a or "admin-api" in a for a in prom.command(find_prometheus()))
+        for path in ("/-/quit", "/-/reload", "/api/v1/admin/tsdb/delete_series?match[]=up"):
+            assert httpx.post(f"{prom.url}{path}", timeout=5).status_code >= 400, path
+        assert prom.running
     assert not _running(prom)
     prom.stop()  # twice is fine
 
