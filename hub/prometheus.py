@@ -79,6 +79,8 @@ class ScrapeTarget:
     targets: Sequence[str]
     metrics_path: str = "/metrics"
     labels: dict[str, str] = field(default_factory=dict)
+    #: ``https`` for a target serving TLS (the portal sync with ``api.tls_*``).
+    scheme: str = "http"
 
 
 @dataclass(frozen=True)
@@ -123,7 +125,8 @@ def hub_scrape_targets(settings: Settings) -> list[ScrapeTarget]:
     return [
         ScrapeTarget("dvchub-worker", [addr(settings.worker.web_host, settings.worker.web_port)]),
         ScrapeTarget("dvchub-connectors", [addr(settings.connector_runner.host, settings.connector_runner.port)]),
-        ScrapeTarget("dvchub-portal-sync", [addr(settings.portal_sync.host, settings.portal_sync.port)]),
+        ScrapeTarget("dvchub-portal-sync", [addr(settings.portal_sync.host, settings.portal_sync.port)],
+                     scheme="https" if settings.api.tls_certfile is not None else "http"),
     ]
 
 
@@ -140,6 +143,8 @@ def render_config(
             "job_name": t.job,
             "metrics_path": t.metrics_path,
             "static_configs": [{"targets": list(t.targets), **({"labels": dict(t.labels)} if t.labels else {})}],
+            # The hub's own processes on loopback: their certificate may be self-signed.
+            **({"scheme": "https", "tls_config": {"insecure_skip_verify": True}} if t.scheme == "https" else {}),
         }
         for t in targets
     ]

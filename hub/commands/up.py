@@ -112,13 +112,19 @@ def _portal_sync_env(settings: Settings, scenario_start: datetime | None) -> dic
     return {"DVC_HUB_PORTAL__STATS_HISTORY_FROM": scenario_start.astimezone(TZ).strftime("%Y-%m")}
 
 
+def _portal_sync_scheme(settings: Settings) -> str:
+    """``https`` when the read API (and the portal sync's /metrics, /healthz) serves TLS."""
+    return "https" if settings.api.tls_certfile is not None else "http"
+
+
 def _wait_http(url: str, timeout: float, child: Child | None = None) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if child is not None and not child.alive():
             return False
         with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=2.0).status_code < 500:
+            # A child of this process on loopback: its certificate (api.tls_*) may be self-signed.
+            if httpx.get(url, timeout=2.0, verify=False).status_code < 500:  # noqa: S501
                 return True
         time.sleep(0.5)
     return False
@@ -310,7 +316,7 @@ def _up(args: argparse.Namespace) -> int:
             children.append(
                 Child(
                     "portal-sync", _hub_argv(args.config, "push", "run"), logs / "portal-sync.log",
-                    f"http://{settings.portal_sync.host}:{settings.portal_sync.port}/healthz",
+                    f"{_portal_sync_scheme(settings)}://{settings.portal_sync.host}:{settings.portal_sync.port}/healthz",
                     env=portal_env,
                 )
             )
@@ -345,7 +351,7 @@ def _up(args: argparse.Namespace) -> int:
             "connector metrics": f"http://{settings.connector_runner.host}:{settings.connector_runner.port}/metrics",
         }
         if settings.portal.enabled:
-            ps = f"http://{settings.portal_sync.host}:{settings.portal_sync.port}"
+            ps = f"{_portal_sync_scheme(settings)}://{settings.portal_sync.host}:{settings.portal_sync.port}"
             lines["portal sync metrics"] = f"{ps}/metrics"
             lines["read API"] = f"{ps}/openapi.json"
         if prometheus is not None:

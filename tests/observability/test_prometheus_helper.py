@@ -92,3 +92,11 @@ def test_start_query_and_stop(tmp_path):
 def _running(prom: PrometheusServer) -> bool:
     # A function call, so the type checker does not carry "running is True" over from the block above.
     return prom.running
+
+
+def test_a_portal_sync_serving_tls_is_scraped_over_https(monkeypatch, tmp_path):
+    monkeypatch.setenv("DVC_HUB_API__TLS_CERTFILE", str(tmp_path / "cert.pem"))
+    monkeypatch.setenv("DVC_HUB_API__TLS_KEYFILE", str(tmp_path / "key.pem"))
+    jobs = {j["job_name"]: j for j in render_config(hub_scrape_targets(load_settings()))["scrape_configs"]}
+    assert jobs["dvchub-portal-sync"]["scheme"] == "https"
+    assert "scheme" not in jobs["dvchub-worker"]
