@@ -64,8 +64,15 @@ class RunnerLease:
     def _hold(self) -> None:
         from hub.kafka import consumer
 
-        c = consumer(self.settings.kafka, "connector-runner", group_id=runner_group(self.settings),
-                     session_timeout_ms=LEASE_SESSION_S * 1000, heartbeat_interval_ms=2000)
+        while True:
+            try:
+                c = consumer(self.settings.kafka, "connector-runner", group_id=runner_group(self.settings),
+                             session_timeout_ms=LEASE_SESSION_S * 1000, heartbeat_interval_ms=2000)
+                break
+            except Exception as exc:  # noqa: BLE001 - the broker may come up after the runner
+                log.warning("connector runner lease: cannot reach Kafka (%s); retrying", type(exc).__name__)
+                if self._stop.wait(2.0):
+                    return
         try:
             c.subscribe([self.settings.topics.connector_state])
             while not self._stop.is_set():
