@@ -84,6 +84,15 @@ _MIN_ID_HASH_KEY_DISTINCT = 8
 _KEY_HINT = 'python -c "import secrets; print(secrets.token_urlsafe(32))"'
 
 
+def demo_api_key(unit: str) -> str:
+    """The one-stop simulator's public API key of a unit (demo profile only).
+
+    >>> demo_api_key("14767")
+    'demo-key-14767'
+    """
+    return f"demo-key-{unit}"
+
+
 def is_demo_secret(value: str) -> bool:
     """True for a value this repository publishes (so anyone knows it).
 
@@ -567,7 +576,7 @@ class Settings(BaseSettings):
 
 def _demo_auth(auth: _AnyAuth, unit: str) -> _AnyAuth:
     """A copy of an auth block with the demo simulators' secret where it has none (demo profile only)."""
-    demo = {"api_key": f"demo-key-{unit}", "basic": DEMO_QLVB_PASSWORD, "oauth2": DEMO_PORTAL_SECRET,
+    demo = {"api_key": demo_api_key(unit), "basic": DEMO_QLVB_PASSWORD, "oauth2": DEMO_PORTAL_SECRET,
             "access_key": DEMO_PORTAL_SECRET}
     field = _AUTH_SECRET_FIELD.get(auth.kind)
     if field is None or getattr(auth, field).get_secret_value():

@@ -32,7 +32,7 @@ from typing import Any
 
 import httpx
 
-from hub.config import Settings, config_origin, load_settings, require_secrets
+from hub.config import DEMO_QLVB_PASSWORD, Settings, config_origin, load_settings, require_secrets
 from hub.process import ChildProcess
 
 STATE_DIR = Path(".dvc-hub")
@@ -136,7 +136,7 @@ def _wait_http(url: str, timeout: float, child: Child | None = None) -> bool:
 def _simulator_credentials(settings: Settings) -> tuple[dict[str, str], tuple[str, str], dict[str, str]]:
     """Make the simulators accept exactly the credentials the configuration holds."""
     units: dict[str, str] = {}
-    qlvb = ("dvc-hub", "demo-qlvb-password")
+    qlvb = ("dvc-hub", DEMO_QLVB_PASSWORD)
     clients: dict[str, str] = {}
     for c in settings.connectors:
         auth = c.auth
