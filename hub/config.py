@@ -45,7 +45,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 DEFAULTS_FILE = Path(__file__).parent / "defaults" / "thanhhoa-city.toml"
 
@@ -504,7 +504,8 @@ class Settings(BaseSettings):
     privacy: PrivacySettings = PrivacySettings()
     kpi: Kpi766Settings = Kpi766Settings()
     targets: TargetSettings = TargetSettings()
-    operator: OperatorSettings = OperatorSettings()
+    #: ``DVC_HUB_OPERATOR=name`` works as well as ``DVC_HUB_OPERATOR__NAME`` (NoDecode: not JSON).
+    operator: Annotated[OperatorSettings, NoDecode] = OperatorSettings()
     unit_registry: Path | None = None
 
     @field_validator("connectors")
@@ -515,6 +516,11 @@ class Settings(BaseSettings):
         if dupes:
             raise ValueError(f"connector names must be unique; repeated: {', '.join(dupes)}")
         return value
+
+    @field_validator("operator", mode="before")
+    @classmethod
+    def _operator_by_name(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _credentials_over_tls(self) -> Settings:

@@ -148,7 +148,8 @@ DESCRIPTIONS: dict[str, str] = {
         "characters: an ID number has only 10^12 values, so a guessable key reverses every hash)."
     ),
     "operator": "Who runs the operator commands (`dlq replay`, `connectors reset`).",
-    "operator.name": "Name written in their audit records; unset: the operating-system user.",
+    "operator.name": ("Name written in their audit records (also `DVC_HUB_OPERATOR=name`, or `operator = \"name\"` "
+                      "in the file); unset: the operating-system user."),
     "kpi": "Decision 766 weights and thresholds (revised nationally; keep them current).",
     "kpi.on_time_weight": "Points of indicator 2.1 (on-time processing).",
     "kpi.full_online_weight": "Points of indicator 3.0 (full-online dossiers).",

@@ -77,6 +77,11 @@ def test_the_audit_names_the_configured_operator(monkeypatch: pytest.MonkeyPatch
     assert fields["who"] == "tran.thi.b"
     assert fields["os_user"] == getpass.getuser()
     assert OperatorSettings().identity() == getpass.getuser()  # the fallback
+    monkeypatch.delenv("DVC_HUB_OPERATOR__NAME")
+    monkeypatch.setenv("DVC_HUB_OPERATOR", "pham.d")  # the short form
+    assert load_settings().operator.identity() == "pham.d"
+    monkeypatch.delenv("DVC_HUB_OPERATOR")
+    monkeypatch.setenv("DVC_HUB_OPERATOR__NAME", "tran.thi.b")
 
     sent: list[tuple[str, dict[str, Any]]] = []
 
