@@ -86,10 +86,24 @@ class RunnerLease:
         finally:
             c.close()  # leaves the group at once
 
-    def start(self) -> None:
-        """Join the group in a background thread."""
+    def start(self, wait_s: float = 30.0) -> bool:
+        """Join the group in a background thread; wait until the broker lists a member (True) or ``wait_s``.
+
+        The runner loads its cursors only after this, so a reset can never slip in between the
+        runner reading a cursor and the broker knowing the runner runs.
+        """
         self._thread = threading.Thread(target=self._hold, name="runner-lease", daemon=True)
         self._thread.start()
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            with contextlib.suppress(Exception):
+                if running_runners(self.settings):
+                    return True
+            if self._stop.wait(0.5):
+                break
+        log.warning("connector runner lease: not visible in group %s after %.0f s; running anyway "
+                    "(connectors reset may not see this runner)", runner_group(self.settings), wait_s)
+        return False
 
     def stop(self) -> None:
         """Leave the group."""
@@ -293,6 +307,12 @@ def _cmd_reset(args: argparse.Namespace) -> int:
                key=f"connectors-reset:{instance.name}".encode()).get(timeout=30)
     finally:
         p.close(10)
+    with contextlib.suppress(KafkaError):
+        late = running_runners(settings)
+        if late:  # started between the check and the write: it may have read the old cursor
+            print(f"dvc-hub: warning: a connector runner started meanwhile ({', '.join(late)}); stop it and "
+                  "reset again", file=sys.stderr)
+            return 1
     print(f"{args.name}: stream {stream.name} cursor set to {json.dumps(cursor, ensure_ascii=False)} "
           f"(audited as {audit['who']})")
     print("start the runner for it to take effect")

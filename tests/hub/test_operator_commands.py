@@ -120,13 +120,16 @@ def _wait(predicate: Any, timeout: float = 40.0) -> None:
 
 
 @pytest.mark.e2e
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(240)
 def test_reset_is_refused_while_a_runner_runs_and_audited_after(
     tmp_path: Path, kafka_broker: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from hub.commands.connectors import RunnerLease, running_runners
+    import sys
+
+    from hub.commands.connectors import running_runners
     from hub.commands.dlq import read_topic
     from hub.kafka import ensure_topics, hub_topics
+    from hub.process import ChildProcess
     from tests.e2e.hubconfig import write_hub_config
 
     config, _, _ = write_hub_config(tmp_path, kafka_broker.bootstrap, partitions=1)  # its own state topic
@@ -135,17 +138,19 @@ def test_reset_is_refused_while_a_runner_runs_and_audited_after(
     ensure_topics(settings.kafka, hub_topics(settings))
     argv = ["--config", str(config), "connectors", "reset", "qlvb", "--to", "42"]
 
-    lease = RunnerLease(settings)  # what `connectors run` holds while it runs
-    lease.start()
+    # The real command (its sources are not even up: it runs, retrying, and holds the connector).
+    runner = ChildProcess([sys.executable, "-m", "hub.cli", "--config", str(config), "connectors", "run", "qlvb"],
+                          tmp_path / "runner.log", die_with_parent=True).start()
     try:
-        _wait(lambda: bool(running_runners(settings)))
+        _wait(lambda: bool(running_runners(settings)) or not runner.alive(), timeout=90)
+        assert runner.alive(), runner.tail(30)
         capsys.readouterr()
         assert main(argv) == 2
         assert "runner is running" in capsys.readouterr().err
         assert main([*argv, "--force"]) == 2  # --force never overrides a live runner
     finally:
-        lease.stop()
-    assert running_runners(settings) == []  # a clean stop leaves the group at once
+        runner.stop(timeout=30)
+    _wait(lambda: not running_runners(settings), timeout=20)  # a stopped runner leaves the group
     capsys.readouterr()
     assert main(argv) == 0
     assert "le.van.c" in capsys.readouterr().out
