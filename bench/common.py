@@ -154,6 +154,9 @@ def write_config(
     path = run_dir / f"hub-{name}-{uid}.toml"
     path.write_text(
         f"""
+# A benchmark against its own broker and simulated sources: the demo profile's public secrets.
+profile = "demo"
+
 [kafka]
 bootstrap_servers = "{bootstrap}"
 partitions = {partitions}

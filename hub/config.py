@@ -9,7 +9,15 @@ Sources, lowest priority first:
    or ``DVC_HUB_PORTAL__AUTH__CLIENT_SECRET``. Secrets belong here, not in files.
 
 Secrets are :class:`pydantic.SecretStr`: printing a setting shows ``**********``, and
-``dvc-hub config show`` never reveals them. Every key is documented in ``docs/configuration.md``.
+``dvc-hub config show`` never reveals them (nor credentials written into a URL or a connector's
+``options``). Every key is documented in ``docs/configuration.md``.
+
+Secrets have **no default**. Only a configuration that says ``profile = "demo"`` (the embedded
+defaults do) gets the simulators' public demo secrets for those it leaves out; every long-running
+command (:func:`load_service_settings`) refuses any other configuration that misses a secret or
+uses one of the public demo values (:data:`DEMO_SECRET_VALUES`), naming the environment variable
+to set. A connector instance's secrets come from ``DVC_HUB_CONNECTORS__<NAME>__AUTH__<FIELD>``,
+``<NAME>`` being the instance name in upper case with ``-`` and ``.`` written ``_``.
 
 Example::
 
@@ -23,17 +31,110 @@ Example::
 
 from __future__ import annotations
 
+import getpass
+import ipaddress
+import logging
 import os
 import re
+import socket
 import tomllib
+from collections.abc import Iterator, Mapping
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 DEFAULTS_FILE = Path(__file__).parent / "defaults" / "thanhhoa-city.toml"
+
+log = logging.getLogger(__name__)
+
+#: A secret that is not set: every secret field defaults to it, so a configuration that leaves a
+#: secret out still loads and ``config check`` can name every missing one at once.
+UNSET = SecretStr("")
+
+#: The one list of the secret values this repository publishes (embedded defaults, simulators,
+#: docs, tests) plus the usual placeholders. Anyone can read them, so outside the demo profile
+#: they count as no secret at all. :func:`is_demo_secret` also knows the one-stop simulator's
+#: per-unit keys (``demo-key-<unit>``) and anything else starting with ``demo-``.
+DEMO_SECRET_VALUES: frozenset[str] = frozenset({
+    "demo-api-token",
+    "demo-portal-secret",
+    "demo-qlvb-password",
+    "demo-only-change-me",
+    "change-me-in-production",
+    "change-me",
+    "changeme",
+    "portal-secret",
+})
+_DEMO_PREFIX = "demo-"
+
+#: The demo profile's value of each secret it fills in (all members of :data:`DEMO_SECRET_VALUES`).
+DEMO_ID_HASH_KEY = "demo-only-change-me"
+DEMO_API_TOKEN = "demo-api-token"  # noqa: S105 - a public demo value, refused outside the demo profile
+DEMO_QLVB_PASSWORD = "demo-qlvb-password"  # noqa: S105 - idem
+DEMO_PORTAL_SECRET = "demo-portal-secret"  # noqa: S105 - idem
+
+#: Outside the demo profile the ID-hash key must be at least this long (and not a repeated pattern):
+#: an ID number has only 10^12 values, so with a guessable key every hash is reversed in seconds.
+MIN_ID_HASH_KEY_LENGTH = 32
+_MIN_ID_HASH_KEY_DISTINCT = 8
+_KEY_HINT = 'python -c "import secrets; print(secrets.token_urlsafe(32))"'
+
+
+def demo_api_key(unit: str) -> str:
+    """The one-stop simulator's public API key of a unit (demo profile only).
+
+    >>> demo_api_key("14767")
+    'demo-key-14767'
+    """
+    return f"demo-key-{unit}"
+
+
+def is_demo_secret(value: str) -> bool:
+    """True for a value this repository publishes (so anyone knows it).
+
+    >>> is_demo_secret("demo-key-14767"), is_demo_secret("demo-portal-secret"), is_demo_secret("Zq3...")
+    (True, True, False)
+    """
+    v = value.strip()
+    return v.lower() in DEMO_SECRET_VALUES or v.lower().startswith(_DEMO_PREFIX)
+
+
+def is_loopback_host(host: str | None) -> bool:
+    """True for ``localhost``, 127.0.0.0/8 and ``::1`` (where plain http cannot be sniffed on a wire).
+
+    >>> [is_loopback_host(h) for h in ("127.0.0.2", "::1", "localhost", "10.0.0.1", "example.org")]
+    [True, True, True, False, False]
+    """
+    if not host:
+        return False
+    name = host.strip("[]").rstrip(".").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def cleartext_credentials(url: str, credentialed: bool) -> bool:
+    """True when requests to ``url`` would carry credentials unencrypted off this machine.
+
+    Credentials are the instance's ``auth`` (``credentialed``) or a userinfo in the URL; they may
+    travel over plain http only to a loopback host.
+
+    >>> cleartext_credentials("http://10.1.2.3/api", True), cleartext_credentials("http://127.0.0.1:8101", True)
+    (True, False)
+    >>> cleartext_credentials("http://u:p@gw.example.vn", False), cleartext_credentials("https://gw", True)
+    (True, False)
+    """
+    parts = urlsplit(url)
+    if not (credentialed or parts.username or parts.password):
+        return False
+    return parts.scheme.lower() != "https" and not is_loopback_host(parts.hostname)
 
 
 class ConfigError(Exception):
@@ -154,7 +255,7 @@ class ApiKeyAuth(_Model):
 
     kind: Literal["api_key"] = "api_key"
     header: str = "X-Api-Key"
-    api_key: SecretStr
+    api_key: SecretStr = UNSET
 
 
 class BasicAuth(_Model):
@@ -162,7 +263,7 @@ class BasicAuth(_Model):
 
     kind: Literal["basic"] = "basic"
     username: str
-    password: SecretStr
+    password: SecretStr = UNSET
 
 
 class OAuth2ClientCredentials(_Model):
@@ -171,7 +272,7 @@ class OAuth2ClientCredentials(_Model):
     kind: Literal["oauth2"] = "oauth2"
     token_path: str = "/oauth2/token"  # noqa: S105 - a URL path, not a secret
     client_id: str
-    client_secret: SecretStr
+    client_secret: SecretStr = UNSET
     refresh_margin_s: Annotated[float, Field(ge=0)] = 60.0
 
 
@@ -180,7 +281,7 @@ class AccessKeyAuth(_Model):
 
     kind: Literal["access_key"] = "access_key"
     access_key: str
-    secret_key: SecretStr
+    secret_key: SecretStr = UNSET
 
 
 class NoAuth(_Model):
@@ -189,6 +290,7 @@ class NoAuth(_Model):
     kind: Literal["none"] = "none"
 
 
+_AnyAuth = ApiKeyAuth | BasicAuth | OAuth2ClientCredentials | AccessKeyAuth | NoAuth
 AuthSettings = Annotated[
     ApiKeyAuth | BasicAuth | OAuth2ClientCredentials | AccessKeyAuth | NoAuth, Field(discriminator="kind")
 ]
@@ -229,9 +331,7 @@ class PortalSettings(_Model):
     enabled: bool = True
     base_url: Annotated[str, Field(pattern=r"^https?://")] = "http://127.0.0.1:8103"
     auth: OAuth2ClientCredentials | AccessKeyAuth = Field(
-        default_factory=lambda: OAuth2ClientCredentials(
-            client_id="dvc-hub", client_secret=SecretStr("demo-portal-secret")
-        ),
+        default_factory=lambda: OAuth2ClientCredentials(client_id="dvc-hub"),
         discriminator="kind",
     )
     send_id_number: bool = False
@@ -247,6 +347,15 @@ class PortalSettings(_Model):
     breaker_failure_threshold: Annotated[int, Field(ge=1)] = 5
     breaker_reset_s: Annotated[float, Field(gt=0)] = 30.0
     retry: RetrySettings = RetrySettings(max_attempts=12, max_delay_s=60.0)
+
+    @field_validator("auth", mode="before")
+    @classmethod
+    def _default_kind(cls, value: Any) -> Any:
+        # Only DVC_HUB_PORTAL__AUTH__CLIENT_SECRET in the environment, no [portal.auth] in the file:
+        # complete it from the default (OAuth2 client "dvc-hub") rather than fail on a missing kind.
+        if isinstance(value, dict) and "kind" not in value:
+            return {"kind": "oauth2", "client_id": "dvc-hub", **value}
+        return value
 
     @field_validator("stats_history_from")
     @classmethod
@@ -303,20 +412,53 @@ class HttpEndpointSettings(_Model):
 
 
 class ApiSettings(_Model):
-    """The read API the hub offers the portal (bearer tokens)."""
+    """The read API the hub offers the portal (bearer tokens, optionally over TLS)."""
 
-    tokens: list[SecretStr] = Field(default_factory=lambda: [SecretStr("demo-api-token")])
+    tokens: list[SecretStr] = Field(default_factory=list)
+    #: PEM certificate chain and private key: the API (on ``portal_sync.host:port``) serves https.
+    tls_certfile: Path | None = None
+    tls_keyfile: Path | None = None
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> ApiSettings:
+        if (self.tls_certfile is None) != (self.tls_keyfile is None):
+            raise ValueError("api.tls_certfile and api.tls_keyfile go together: set both (https) or neither (http)")
+        return self
 
 
 class PrivacySettings(_Model):
     """Keyed hashing of ID numbers at the edge (domain.md §8), and where free text may go."""
 
-    id_hash_key: SecretStr = SecretStr("change-me-in-production")
+    id_hash_key: SecretStr = UNSET
     #: Free text (processing notes, document abstracts) is kept, masked, in the raw topics for
     #: operators; masking finds numbers and e-mails, not every name, so by default it stays out of
     #: dead letters and of the progress rows pushed to the portal. A province that wants the notes
     #: there (masked) turns this on.
     share_free_text: bool = False
+
+
+class OperatorSettings(_Model):
+    """Who runs the operator commands (``dlq replay``, ``connectors reset``): named in their audit records."""
+
+    #: Empty: the operating-system user (``getpass.getuser()``).
+    name: str | None = None
+
+    def identity(self) -> str:
+        """The configured name, else the OS user, else ``uid:<n>`` (a container without a passwd entry)."""
+        if self.name and self.name.strip():
+            return self.name.strip()
+        try:
+            return getpass.getuser()
+        except (KeyError, OSError):
+            return f"uid:{os.getuid()}" if hasattr(os, "getuid") else "unknown"
+
+    def audit_fields(self) -> dict[str, str]:
+        """``who`` plus where from, for an audit record."""
+        try:
+            os_user = getpass.getuser()
+        except (KeyError, OSError):
+            os_user = "unknown"
+        return {"who": self.identity(), "os_user": os_user, "host": socket.gethostname()}
 
 
 class Kpi766Settings(_Model):
@@ -348,6 +490,9 @@ class Settings(BaseSettings):
         env_prefix="DVC_HUB_", env_nested_delimiter="__", extra="forbid", validate_default=True
     )
 
+    #: ``"demo"``: the simulators' public demo secrets fill in every secret left out, and none is
+    #: refused (never in production). ``"production"``: no secret has a default.
+    profile: Literal["demo", "production"] = "production"
     city_name: str = "Thành phố Thanh Hóa"
     province_code: str = "38"
     kafka: KafkaSettings = KafkaSettings()
@@ -364,6 +509,8 @@ class Settings(BaseSettings):
     privacy: PrivacySettings = PrivacySettings()
     kpi: Kpi766Settings = Kpi766Settings()
     targets: TargetSettings = TargetSettings()
+    #: ``DVC_HUB_OPERATOR=name`` works as well as ``DVC_HUB_OPERATOR__NAME`` (NoDecode: not JSON).
+    operator: Annotated[OperatorSettings, NoDecode] = OperatorSettings()
     unit_registry: Path | None = None
 
     @field_validator("connectors")
@@ -374,6 +521,45 @@ class Settings(BaseSettings):
         if dupes:
             raise ValueError(f"connector names must be unique; repeated: {', '.join(dupes)}")
         return value
+
+    @field_validator("operator", mode="before")
+    @classmethod
+    def _operator_by_name(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _credentials_over_tls(self) -> Settings:
+        """A URL that carries credentials is https, except on loopback (a configuration, not a test double)."""
+        bad = [(f"connectors.{c.name}.base_url", c.base_url) for c in self.connectors
+               if cleartext_credentials(c.base_url, c.auth.kind != "none")]
+        if cleartext_credentials(self.portal.base_url, credentialed=True):
+            bad.append(("portal.base_url", self.portal.base_url))
+        if bad:
+            raise ValueError("\n  - ".join(
+                f"{where} = {mask_url(url)} would send credentials in clear text: use https:// (plain http "
+                "is accepted only on loopback: 127.0.0.0/8, ::1, localhost)" for where, url in bad))
+        return self
+
+    @model_validator(mode="after")
+    def _demo_secrets(self) -> Settings:
+        """In the demo profile, every secret left out takes the value the simulators accept."""
+        if self.profile != "demo":
+            return self
+        # Copies, never in place: a default sub-model instance is shared by every Settings.
+        if not self.privacy.id_hash_key.get_secret_value():
+            self.privacy = self.privacy.model_copy(update={"id_hash_key": SecretStr(DEMO_ID_HASH_KEY)})
+        if not self.api.tokens:
+            self.api = self.api.model_copy(update={"tokens": [SecretStr(DEMO_API_TOKEN)]})
+        self.portal = self.portal.model_copy(update={"auth": _demo_auth(self.portal.auth, "")})
+        self.connectors = [c.model_copy(update={"auth": _demo_auth(c.auth, c.unit_code or c.name)})
+                           for c in self.connectors]
+        return self
+
+    def secret_problems(self) -> list[str]:
+        """Every secret that is missing or public, with the variable to set; empty in the demo profile."""
+        if self.profile == "demo":
+            return []
+        return [f"{where}: {what}; set {env}" for where, env, what in _secret_findings(self)]
 
     def connector(self, name: str) -> ConnectorInstance:
         """The instance called ``name``; a clear error lists the known names otherwise."""
@@ -393,37 +579,263 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,  # noqa: ARG003
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # Environment beats the file (passed as init kwargs), so secrets can stay out of files.
-        return (env_settings, init_settings)
+        return (_EnvWithoutConnectorPaths(env_settings), init_settings)
 
 
-def _format_errors(err: ValidationError, origin: str) -> str:
+# --------------------------------------------------------------------------- secrets
+
+
+def _demo_auth(auth: _AnyAuth, unit: str) -> _AnyAuth:
+    """A copy of an auth block with the demo simulators' secret where it has none (demo profile only)."""
+    demo = {"api_key": demo_api_key(unit), "basic": DEMO_QLVB_PASSWORD, "oauth2": DEMO_PORTAL_SECRET,
+            "access_key": DEMO_PORTAL_SECRET}
+    field = _AUTH_SECRET_FIELD.get(auth.kind)
+    if field is None or getattr(auth, field).get_secret_value():
+        return auth
+    return auth.model_copy(update={field: SecretStr(demo[auth.kind])})
+
+
+_AUTH_SECRET_FIELD = {"api_key": "api_key", "basic": "password", "oauth2": "client_secret", "access_key": "secret_key"}
+
+
+def connector_env_segment(name: str) -> str:
+    """The ``<NAME>`` of an instance in ``DVC_HUB_CONNECTORS__<NAME>__...``.
+
+    >>> connector_env_segment("motcua-14767")
+    'MOTCUA_14767'
+    """
+    return re.sub(r"[^0-9A-Za-z]", "_", name).upper()
+
+
+def _judge(value: str, *, key: bool = False) -> str | None:
+    """What is wrong with a secret's value, or None."""
+    if not value.strip():
+        return "not set"
+    if is_demo_secret(value):
+        return "is a public demo value (anyone can read it in this repository)"
+    if key and (len(value) < MIN_ID_HASH_KEY_LENGTH or len(set(value)) < _MIN_ID_HASH_KEY_DISTINCT):
+        return (f"is too weak: an ID number has only 10^12 values, so a short or patterned key lets anyone "
+                f"reverse every hash; use at least {MIN_ID_HASH_KEY_LENGTH} random characters ({_KEY_HINT})")
+    return None
+
+
+def _secret_findings(settings: Settings) -> Iterator[tuple[str, str, str]]:
+    """(setting, environment variable, problem) of every secret a running hub would use."""
+    problem = _judge(settings.privacy.id_hash_key.get_secret_value(), key=True)
+    if problem:
+        yield "privacy.id_hash_key", "DVC_HUB_PRIVACY__ID_HASH_KEY", problem
+    if settings.portal.enabled:
+        # The read API runs with the portal sync (`push run`).
+        tokens = [t.get_secret_value() for t in settings.api.tokens]
+        problems = [p for p in (_judge(t) for t in tokens) if p] or ([] if tokens else ["not set"])
+        if problems:
+            yield "api.tokens", "DVC_HUB_API__TOKENS='[\"<token>\"]'", problems[0]
+        field = _AUTH_SECRET_FIELD[settings.portal.auth.kind]
+        problem = _judge(getattr(settings.portal.auth, field).get_secret_value())
+        if problem:
+            yield f"portal.auth.{field}", f"DVC_HUB_PORTAL__AUTH__{field.upper()}", problem
+    for c in settings.connectors:
+        if not c.enabled or c.auth.kind == "none":
+            continue
+        field = _AUTH_SECRET_FIELD[c.auth.kind]
+        problem = _judge(getattr(c.auth, field).get_secret_value())
+        if problem:
+            env = f"DVC_HUB_CONNECTORS__{connector_env_segment(c.name)}__AUTH__{field.upper()}"
+            yield f"connectors[{c.name}].auth.{field}", env, problem
+
+
+#: The one line every long-running command prints or logs in the demo profile.
+DEMO_NOTICE = "demo profile: the simulators' public demo secrets are in use; not for production"
+
+
+def require_secrets(settings: Settings, command: str, origin: str = "the configuration") -> str | None:
+    """Refuse to run ``command`` on missing or public secrets.
+
+    Returns :data:`DEMO_NOTICE` in the demo profile (the caller shows it), else None. Raises
+    :class:`ConfigError` naming each secret and the environment variable to set.
+    """
+    if settings.profile == "demo":
+        return DEMO_NOTICE
+    problems = settings.secret_problems()
+    if problems:
+        raise ConfigError(
+            f"{command}: {origin} lacks {len(problems)} secret(s) (secrets have no default outside "
+            f"profile = \"demo\"):\n" + "\n".join(f"  - {p}" for p in problems)
+            + "\nSet them in the environment (never in the file); or, to try the hub against the "
+            "simulators, set profile = \"demo\" (public demo secrets, never in production)."
+        )
+    return None
+
+
+# --------------------------------------------------------------------------- loading
+
+
+class _EnvWithoutConnectorPaths(PydanticBaseSettingsSource):
+    """The environment source, minus ``DVC_HUB_CONNECTORS__<NAME>__...`` (applied by instance name).
+
+    pydantic-settings would turn those into a dict that replaces the file's list of instances.
+    """
+
+    def __init__(self, inner: PydanticBaseSettingsSource) -> None:
+        super().__init__(inner.settings_cls)
+        self.inner = inner
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self.inner.get_field_value(field, field_name)
+
+    def __call__(self) -> dict[str, Any]:
+        values = self.inner()
+        if isinstance(values.get("connectors"), dict):
+            values.pop("connectors")
+        return values
+
+
+def _apply_connector_env(data: dict[str, Any], environ: Mapping[str, str]) -> None:
+    """Apply ``DVC_HUB_CONNECTORS__<NAME>__<KEY>[__<KEY>...]`` to the file's instance ``<NAME>``."""
+    prefix = "DVC_HUB_CONNECTORS__"
+    overrides = {k.upper(): v for k, v in environ.items() if k.upper().startswith(prefix)}
+    if not overrides:
+        return
+    instances = [c for c in data.get("connectors", []) if isinstance(c, dict)]
+    by_segment: dict[str, list[dict[str, Any]]] = {}
+    for c in instances:
+        by_segment.setdefault(connector_env_segment(str(c.get("name", ""))), []).append(c)
+    problems = []
+    for var, value in sorted(overrides.items()):
+        segment, *path = var[len(prefix):].split("__")
+        matches = by_segment.get(segment, [])
+        if len(matches) != 1 or not path or not all(path):
+            why = "no connector instance has that name" if not matches else (
+                "several instances share that name once upper-cased" if len(matches) > 1 else "no key after the name")
+            problems.append(f"  - {var}: {why} (form: {prefix}<NAME>__AUTH__<FIELD>, <NAME> = "
+                            "the instance name upper-cased, - and . written _)")
+            continue
+        node = matches[0]
+        for part in path[:-1]:
+            child = node.get(part.lower())
+            if not isinstance(child, dict):
+                child = {}
+                node[part.lower()] = child
+            node = child
+        node[path[-1].lower()] = value
+    if problems:
+        raise ConfigError("invalid connector variables in the environment:\n" + "\n".join(problems))
+
+
+def _format_errors(err: ValidationError, origin: str, data: Mapping[str, Any] | None = None) -> str:
     lines = [f"invalid configuration ({origin}): {err.error_count()} problem(s)"]
+    connectors = (data or {}).get("connectors")
     for e in err.errors(include_url=False, include_input=False):
         loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        env = "DVC_HUB_" + "__".join(str(p).upper() for p in e["loc"] if not isinstance(p, int))
+        parts = [str(p).upper() for p in e["loc"] if not isinstance(p, int)]
+        if (len(e["loc"]) > 2 and e["loc"][0] == "connectors" and isinstance(e["loc"][1], int)
+                and isinstance(connectors, list) and e["loc"][1] < len(connectors)
+                and isinstance(connectors[e["loc"][1]], dict)):
+            # A list has no environment variable by index; an instance has one by name.
+            name = str(connectors[e["loc"][1]].get("name", ""))
+            parts = ["CONNECTORS", connector_env_segment(name), *[str(p).upper() for p in e["loc"][2:]]]
+        if not parts:  # a rule across settings: its message names them
+            lines.append(f"  - {e['msg'].removeprefix('Value error, ')}")
+            continue
+        env = "DVC_HUB_" + "__".join(parts)
         lines.append(f"  - {loc}: {e['msg']} (fix it in the file, or set {env})")
     return "\n".join(lines)
+
+
+def config_origin(path: Path | str | None = None) -> Path:
+    """The file :func:`load_settings` reads: ``path``, else ``DVC_HUB_CONFIG``, else the embedded defaults."""
+    chosen = Path(path) if path else Path(os.environ["DVC_HUB_CONFIG"]) if os.environ.get("DVC_HUB_CONFIG") else None
+    return chosen or DEFAULTS_FILE
 
 
 def load_settings(path: Path | str | None = None) -> Settings:
     """Load the file (or ``DVC_HUB_CONFIG``, or the embedded defaults), apply the environment.
 
-    Raises :class:`ConfigError` listing every problem at once.
+    Raises :class:`ConfigError` listing every problem at once. Secrets are not judged here (``config
+    show`` must work on an incomplete file): long-running commands use :func:`load_service_settings`.
     """
-    chosen = Path(path) if path else Path(os.environ["DVC_HUB_CONFIG"]) if os.environ.get("DVC_HUB_CONFIG") else None
-    file = chosen or DEFAULTS_FILE
+    file = config_origin(path)
     try:
         data = tomllib.loads(file.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"configuration file {file} not found; pass --config PATH or unset DVC_HUB_CONFIG") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"configuration file {file} is not valid TOML: {exc}") from None
+    _apply_connector_env(data, os.environ)
     try:
         return Settings(**data)
     except ValidationError as exc:
-        raise ConfigError(_format_errors(exc, str(file))) from None
+        raise ConfigError(_format_errors(exc, str(file), data)) from None
+
+
+def load_service_settings(path: Path | str | None, command: str) -> Settings:
+    """:func:`load_settings` for a long-running command: refuses missing or public secrets.
+
+    Outside ``profile = "demo"`` a secret left out or set to a published demo value stops the
+    command before it binds a port or touches Kafka (:func:`require_secrets`).
+    """
+    settings = load_settings(path)
+    notice = require_secrets(settings, command, str(config_origin(path)))
+    if notice:
+        log.warning("%s: %s", command, notice)
+    return settings
+
+
+# --------------------------------------------------------------------------- redaction
+
+#: A query parameter or ``options`` key whose value is a credential (matched anywhere in the name).
+SECRET_NAME = re.compile(r"pass|pwd|secret|token|key|sig|auth|cred|session|cookie|bearer", re.IGNORECASE)
+_MASK = "**********"
+
+
+def mask_url(url: str) -> str:
+    """``url`` with its userinfo and secret-looking query values masked (``config show``, errors).
+
+    >>> mask_url("https://hub:pw@gw.example.vn/api?unit=380&access_token=abc")
+    'https://***@gw.example.vn/api?unit=380&access_token=***'
+    """
+    try:
+        parts = urlsplit(url)
+        netloc = parts.netloc
+        if "@" in netloc:
+            netloc = "***@" + netloc.rpartition("@")[2]
+        pairs = parse_qsl(parts.query, keep_blank_values=True)
+        query = urlencode([(k, "***" if SECRET_NAME.search(k) else v) for k, v in pairs], safe="*") if pairs else (
+            parts.query)
+        fragment = "***" if parts.fragment and "=" in parts.fragment else parts.fragment
+        return urlunsplit((parts.scheme, netloc, parts.path, query, fragment))
+    except ValueError:
+        return "***"
+
+
+def _mask_free_form(value: Any, *, secret_key: bool = False) -> Any:
+    """Mask values under secret-looking keys, and credentials inside URLs, at any depth."""
+    if isinstance(value, dict):
+        return {k: _mask_free_form(v, secret_key=bool(SECRET_NAME.search(str(k)))) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_mask_free_form(v, secret_key=secret_key) for v in value]
+    if secret_key and value not in (None, "", True, False):
+        return _MASK
+    return _mask_urls(value)
+
+
+def _mask_urls(value: Any) -> Any:
+    if isinstance(value, str) and "://" in value:
+        return mask_url(value)
+    if isinstance(value, dict):
+        return {k: _mask_urls(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_mask_urls(v) for v in value]
+    return value
 
 
 def redacted_dump(settings: Settings) -> dict[str, Any]:
-    """The settings as JSON-able data with every secret masked (``dvc-hub config show``)."""
-    return settings.model_dump(mode="json")
+    """The settings as JSON-able data with every secret masked (``dvc-hub config show``).
+
+    Secret fields print as ``**********``; any URL loses its userinfo and secret-looking query
+    values; a connector's free-form ``options`` lose every value under a secret-looking key.
+    """
+    dumped: dict[str, Any] = _mask_urls(settings.model_dump(mode="json"))
+    for c in dumped.get("connectors", []):
+        c["options"] = _mask_free_form(c.get("options", {}))
+    return dumped

@@ -25,6 +25,12 @@ from hub.config import (
 )
 
 DESCRIPTIONS: dict[str, str] = {
+    "profile": (
+        "`demo`: every secret left out takes the simulators' public demo value and none is refused (the "
+        "embedded defaults; `dvc-hub up` says so; never in production). `production`: no secret has a "
+        "default; every long-running command refuses a missing secret, a public demo value or a short "
+        "`privacy.id_hash_key`, naming the variable to set (`dvc-hub config check` lists them)."
+    ),
     "city_name": "Name of the city or province, shown in reports.",
     "province_code": "GSO code of the province (Thanh Hóa: 38).",
     "kafka": "How every part of the hub reaches Kafka.",
@@ -133,13 +139,21 @@ DESCRIPTIONS: dict[str, str] = {
                                "keep records waiting without any progress before the worker exits to be restarted "
                                "(faust can stop fetching a partition); 0 = off."),
     "api": "The read API offered to the portal.",
-    "api.tokens": "Accepted bearer tokens (secrets).",
+    "api.tokens": "Accepted bearer tokens (secrets; required with the portal sync): `DVC_HUB_API__TOKENS='[\"t1\"]'`.",
+    "api.tls_certfile": "PEM certificate (chain) of the read API: set with `api.tls_keyfile` and it serves https.",
+    "api.tls_keyfile": "PEM private key of `api.tls_certfile`.",
     "privacy": "Personal data handling.",
-    "privacy.id_hash_key": "Key of the HMAC that replaces ID numbers at the edge (secret; rotate per deployment).",
     "privacy.share_free_text": (
         "Let masked free text (processing notes, document abstracts) into dead letters and the portal's progress "
         "push (`NoiDungXuLy`); off: it stays in the raw topics only."
     ),
+    "privacy.id_hash_key": (
+        "Key of the HMAC that replaces ID numbers at the edge (secret, required; at least 32 random "
+        "characters: an ID number has only 10^12 values, so a guessable key reverses every hash)."
+    ),
+    "operator": "Who runs the operator commands (`dlq replay`, `connectors reset`).",
+    "operator.name": ("Name written in their audit records (also `DVC_HUB_OPERATOR=name`, or `operator = \"name\"` "
+                      "in the file); unset: the operating-system user."),
     "kpi": "Decision 766 weights and thresholds (revised nationally; keep them current).",
     "kpi.on_time_weight": "Points of indicator 2.1 (on-time processing).",
     "kpi.full_online_weight": "Points of indicator 3.0 (full-online dossiers).",
@@ -196,9 +210,9 @@ def _default(info: FieldInfo) -> str:
     if isinstance(value, BaseModel):
         return "(table)"
     if isinstance(value, SecretStr):
-        return "(secret)"
-    if isinstance(value, list) and value and isinstance(value[0], SecretStr):
-        return "(secrets)"
+        return "(secret)" if value.get_secret_value() else "none (secret, required)"
+    if isinstance(value, list) and "SecretStr" in str(info.annotation):
+        return "(secrets)" if value else "none (secrets, required)"
     return "" if value is None else f"`{value}`"
 
 
@@ -224,6 +238,9 @@ def render() -> str:
         "Sources, lowest priority first: the embedded defaults (`hub/defaults/thanhhoa-city.toml`), a TOML file",
         "(`--config` or `DVC_HUB_CONFIG`, replacing the defaults whole), then environment variables",
         "`DVC_HUB_<SECTION>__<KEY>`. Secrets (`SecretStr`) are never printed; keep them in the environment.",
+        "A connector instance's keys come from `DVC_HUB_CONNECTORS__<NAME>__<KEY>[__<KEY>]`, `<NAME>` being the",
+        "instance name upper-cased with `-` and `.` written `_` (`DVC_HUB_CONNECTORS__MOTCUA_380__AUTH__API_KEY`).",
+        "Secrets have no default outside `profile = \"demo\"` (see `profile`).",
         "",
         "| key | type | default | environment | meaning |",
         "|---|---|---|---|---|",

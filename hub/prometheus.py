@@ -18,6 +18,11 @@ Example (needs the ``prometheus`` binary)::
 
 The configuration file is written as JSON (YAML is a superset of JSON), so no YAML library is
 needed at run time.
+
+The server runs **without** the lifecycle and admin APIs (no ``--web.enable-lifecycle``, no
+``--web.enable-admin-api``): on a loopback port any local user could otherwise ``POST /-/quit``,
+``/-/reload`` or delete series. The hub stops it by signal (:meth:`PrometheusServer.stop`) and
+restarts it to load a new configuration.
 """
 
 from __future__ import annotations
@@ -74,6 +79,8 @@ class ScrapeTarget:
     targets: Sequence[str]
     metrics_path: str = "/metrics"
     labels: dict[str, str] = field(default_factory=dict)
+    #: ``https`` for a target serving TLS (the portal sync with ``api.tls_*``).
+    scheme: str = "http"
 
 
 @dataclass(frozen=True)
@@ -118,7 +125,8 @@ def hub_scrape_targets(settings: Settings) -> list[ScrapeTarget]:
     return [
         ScrapeTarget("dvchub-worker", [addr(settings.worker.web_host, settings.worker.web_port)]),
         ScrapeTarget("dvchub-connectors", [addr(settings.connector_runner.host, settings.connector_runner.port)]),
-        ScrapeTarget("dvchub-portal-sync", [addr(settings.portal_sync.host, settings.portal_sync.port)]),
+        ScrapeTarget("dvchub-portal-sync", [addr(settings.portal_sync.host, settings.portal_sync.port)],
+                     scheme="https" if settings.api.tls_certfile is not None else "http"),
     ]
 
 
@@ -135,6 +143,8 @@ def render_config(
             "job_name": t.job,
             "metrics_path": t.metrics_path,
             "static_configs": [{"targets": list(t.targets), **({"labels": dict(t.labels)} if t.labels else {})}],
+            # The hub's own processes on loopback: their certificate may be self-signed.
+            **({"scheme": "https", "tls_config": {"insecure_skip_verify": True}} if t.scheme == "https" else {}),
         }
         for t in targets
     ]
@@ -231,6 +241,17 @@ class PrometheusServer:
         self.config_file.write_text(json.dumps(cfg, indent=2), encoding="utf-8")
         return self.config_file
 
+    def command(self, binary: Path) -> list[str]:
+        """The command line: no lifecycle or admin API (see the module docstring)."""
+        return [
+            str(binary),
+            f"--config.file={self.config_file}",
+            f"--storage.tsdb.path={self.data_dir}",
+            f"--storage.tsdb.retention.time={self.retention}",
+            f"--web.listen-address={self.host}:{self.port}",
+            "--log.level=info",
+        ]
+
     def start(self, timeout: float = 30.0) -> None:
         """Start the server and wait until ``/-/ready`` answers 200."""
         if self._proc is not None:
@@ -238,15 +259,7 @@ class PrometheusServer:
         binary = find_prometheus(self._binary)
         self.write_config()
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        cmd = [
-            str(binary),
-            f"--config.file={self.config_file}",
-            f"--storage.tsdb.path={self.data_dir}",
-            f"--storage.tsdb.retention.time={self.retention}",
-            f"--web.listen-address={self.host}:{self.port}",
-            "--web.enable-lifecycle",
-            "--log.level=info",
-        ]
+        cmd = self.command(binary)
         with self.log_file.open("ab") as log:
             self._proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout

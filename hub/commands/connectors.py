@@ -6,7 +6,8 @@
 - ``run [NAME...]``: the connector runner (every enabled instance by default), with ``/metrics``
   and ``/healthz`` on ``connector_runner.host:port``; stops cleanly on SIGTERM or Ctrl-C;
 - ``state NAME``: the instance's saved state (cursors, last success) from the state topic;
-- ``reset NAME --to CURSOR [--stream S]``: write a new cursor (stop the runner first);
+- ``reset NAME --to CURSOR [--stream S]``: write a new cursor; refused while a runner is running
+  (it would overwrite the cursor), audited in the audit topic;
 - ``new NAME [--dir DIR]``: a new connector package from the template, green under the contract kit.
 """
 
@@ -16,14 +17,130 @@ import argparse
 import asyncio
 import contextlib
 import json
+import logging
 import signal
 import sys
+import threading
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from hub.config import ConfigError, Settings, load_settings
+from hub.config import ConfigError, Settings, load_service_settings, load_settings
+
+log = logging.getLogger(__name__)
+
+#: Seconds a killed runner stays a member of :func:`runner_group` (the broker's session timeout).
+LEASE_SESSION_S = 10
+
+
+def runner_group(settings: Settings) -> str:
+    """The consumer group every running connector runner of this hub is a member of (its lease).
+
+    Named after the connector-state topic: the runners that share cursors share the lease, and
+    another hub on the same cluster (its own state topic) has its own.
+    """
+    return f"{settings.kafka.client_id_prefix}-connector-runner.{settings.topics.connector_state}"
+
+
+class RunnerLease:
+    """Membership of :func:`runner_group` for as long as ``connectors run`` runs.
+
+    Why a consumer group: the broker itself keeps it, so ``connectors reset`` sees a runner on
+    any host or container (a lock file or a port would only be seen on the same machine, and a
+    port may be 0 or published elsewhere), and it expires on its own LEASE_SESSION_S after a
+    runner is killed (a lock file would stay, a heartbeat record's freshness would be a guess: a
+    runner backing off against a dead source writes nothing for minutes). The member subscribes
+    to the connector-state topic with every partition paused: it fetches nothing.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _hold(self) -> None:
+        from hub.kafka import consumer
+
+        while True:
+            try:
+                c = consumer(self.settings.kafka, "connector-runner", group_id=runner_group(self.settings),
+                             session_timeout_ms=LEASE_SESSION_S * 1000, heartbeat_interval_ms=2000)
+                break
+            except Exception as exc:  # noqa: BLE001 - the broker may come up after the runner
+                log.warning("connector runner lease: cannot reach Kafka (%s); retrying", type(exc).__name__)
+                if self._stop.wait(2.0):
+                    return
+        try:
+            c.subscribe([self.settings.topics.connector_state])
+            while not self._stop.is_set():
+                try:
+                    c.poll(timeout_ms=1000)  # joins, heartbeats; within max_poll_interval_ms
+                    if c.assignment():
+                        c.pause(*c.assignment())
+                except Exception as exc:  # noqa: BLE001 - the lease must outlive a broker hiccup
+                    log.warning("connector runner lease: %s; retrying", type(exc).__name__)
+                    self._stop.wait(1.0)
+        finally:
+            c.close()  # leaves the group at once
+
+    def start(self, wait_s: float = 30.0) -> bool:
+        """Join the group in a background thread; wait until the broker lists a member (True) or ``wait_s``.
+
+        The runner loads its cursors only after this, so a reset can never slip in between the
+        runner reading a cursor and the broker knowing the runner runs.
+        """
+        self._thread = threading.Thread(target=self._hold, name="runner-lease", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            with contextlib.suppress(Exception):
+                if running_runners(self.settings):
+                    return True
+            if self._stop.wait(0.5):
+                break
+        log.warning("connector runner lease: not visible in group %s after %.0f s; running anyway "
+                    "(connectors reset may not see this runner)", runner_group(self.settings), wait_s)
+        return False
+
+    def stop(self) -> None:
+        """Leave the group."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(15)
+
+
+def running_runners(settings: Settings) -> list[str]:
+    """``client@host`` of every member of :func:`runner_group` (empty: no runner is running).
+
+    Raises :class:`kafka.errors.KafkaError` when the broker cannot say.
+    """
+    from kafka.errors import KafkaError
+
+    from hub.kafka import admin
+
+    a = admin(settings.kafka, "connectors-reset")
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                described = a.describe_groups([runner_group(settings)])
+                break
+            except KafkaError as exc:  # e.g. the group coordinator is still loading
+                if not exc.retriable or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+    finally:
+        a.close()
+    members: list[str] = []
+    for info in (described.values() if isinstance(described, dict) else described):
+        data = info if isinstance(info, dict) else getattr(info, "_asdict", dict)()
+        for m in data.get("members") or []:
+            md = m if isinstance(m, dict) else getattr(m, "_asdict", dict)()
+            members.append(f"{md.get('client_id', '?')}@{str(md.get('client_host', '?')).lstrip('/')}")
+    return members
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -105,7 +222,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from connectors.sdk.runner import ConnectorRunner, selected_instances
     from hub.kafka import ensure_topics, hub_topics
 
-    settings = _settings(args)
+    settings = load_service_settings(getattr(args, "config", None), "connectors run")
     instances = selected_instances(settings, args.names)
     if not instances:
         print("no enabled connector instance in the configuration; nothing to run", file=sys.stderr)
@@ -114,6 +231,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     wanted = {t.raw_motcua, t.raw_qlvb, t.raw_portal, t.raw_catalogue, t.dead_letter, t.connector_state}
     ensure_topics(settings.kafka, [nt for nt in hub_topics(settings) if nt.name in wanted])
     runner = ConnectorRunner(settings, instances)
+    lease = RunnerLease(settings)
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -123,7 +241,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 loop.add_signal_handler(sig, stop.set)
         await runner.run(stop)
 
-    asyncio.run(main())
+    lease.start()
+    try:
+        asyncio.run(main())
+    finally:
+        lease.stop()
     return 0
 
 
@@ -139,6 +261,8 @@ def _cmd_state(args: argparse.Namespace) -> int:
 
 
 def _cmd_reset(args: argparse.Namespace) -> int:
+    from kafka.errors import KafkaError
+
     from connectors.sdk.registry import load_connector
     from connectors.sdk.state import ConnectorState, KafkaStateStore
     from hub.kafka import producer
@@ -154,16 +278,44 @@ def _cmd_reset(args: argparse.Namespace) -> int:
     except (ValueError, TypeError) as exc:
         print(f"dvc-hub: cannot read cursor {args.to!r} for stream {stream.name}: {exc}", file=sys.stderr)
         return 2
+    # A running runner keeps the cursor in memory and would overwrite this one at its next save.
+    try:
+        runners = running_runners(settings)
+    except KafkaError as exc:
+        if not args.force:
+            print(f"dvc-hub: cannot tell whether a connector runner is running (group {runner_group(settings)}: "
+                  f"{type(exc).__name__}); stop it, then repeat with --force", file=sys.stderr)
+            return 2
+        runners = []
+    if runners:
+        print(f"dvc-hub: a connector runner is running ({', '.join(runners)} in group {runner_group(settings)}); "
+              f"it would overwrite the cursor. Stop it (dvc-hub up stops it too), then reset; a runner that was "
+              f"killed leaves the group within {LEASE_SESSION_S} s. --force does not override this.",
+              file=sys.stderr)
+        return 2
     current = _load_states(settings).get(args.name) or ConnectorState(instance=instance.name, type=instance.type)
+    before = current.cursors.get(stream.name)
     current.cursors[stream.name] = cursor
     current.written_by = "reset"
+    audit = {"action": "connectors.reset", **settings.operator.audit_fields(), "at": datetime.now(UTC).isoformat(),
+             "instance": instance.name, "type": instance.type, "stream": stream.name, "cursor_before": before,
+             "cursor_after": cursor, "forced": bool(args.force)}
     p = producer(settings.kafka, "connectors-reset")
     try:
         asyncio.run(KafkaStateStore(p, settings.kafka, settings.topics.connector_state).save(current))
+        p.send(settings.topics.audit, value=json.dumps(audit, ensure_ascii=False, default=str).encode(),
+               key=f"connectors-reset:{instance.name}".encode()).get(timeout=30)
     finally:
         p.close(10)
-    print(f"{args.name}: stream {stream.name} cursor set to {json.dumps(cursor, ensure_ascii=False)}")
-    print("restart the runner for it to take effect (a running runner would overwrite it)")
+    with contextlib.suppress(KafkaError):
+        late = running_runners(settings)
+        if late:  # started between the check and the write: it may have read the old cursor
+            print(f"dvc-hub: warning: a connector runner started meanwhile ({', '.join(late)}); stop it and "
+                  "reset again", file=sys.stderr)
+            return 1
+    print(f"{args.name}: stream {stream.name} cursor set to {json.dumps(cursor, ensure_ascii=False)} "
+          f"(audited as {audit['who']})")
+    print("start the runner for it to take effect")
     return 0
 
 
@@ -202,11 +354,13 @@ def register(subparsers: Any) -> None:
     p.add_argument("name")
     p.set_defaults(func=_cmd_state)
 
-    p = sub.add_parser("reset", help="write a new cursor for an instance (stop the runner first)")
+    p = sub.add_parser("reset", help="write a new cursor for an instance (refused while a runner runs; audited)")
     p.add_argument("name")
     p.add_argument("--to", required=True, metavar="CURSOR",
                    help="motcua: yyyyMMddHHmmss[,MaHoSo]; qlvb: event id; portal: ISO-8601 time; or JSON")
     p.add_argument("--stream", help="stream name (default: the first incremental stream)")
+    p.add_argument("--force", action="store_true",
+                   help="go ahead when the broker cannot say whether a runner runs (never past a running one)")
     p.set_defaults(func=_cmd_reset)
 
     p = sub.add_parser("new", help="scaffold a new connector package that passes the contract kit")

@@ -2,23 +2,27 @@
 
 A replay sends a dead letter's payload back to the topic it came from, **keeping its ids** (the
 outbox item id, the raw record's event id), so everything downstream treats it like any re-delivery
-and deduplicates it. Each replay is recorded in the audit topic (who, when, which dead letter), and a
-dead letter already replayed is skipped unless ``--force``: replaying twice never makes an effective
-duplicate either way.
+and deduplicates it. Each replay is recorded in the audit topic (who: ``operator.name``, else the
+OS user; when; which dead letter), and a dead letter already replayed is skipped unless
+``--force``: replaying twice never makes an effective duplicate either way.
+
+A replay of many (``--all``) or of already replayed ones (``--force``) asks for confirmation on a
+terminal; without a terminal (a script, cron) it needs ``--yes`` and refuses otherwise.
 
 Examples::
 
     dvc-hub dlq list --stage portal_sync --reason portal_rejected --limit 20
     dvc-hub dlq show 42
     dvc-hub dlq replay 42
-    dvc-hub dlq replay --all --reason portal_rejected
+    dvc-hub dlq replay --all --reason portal_rejected        # asks: replay N dead letters? [y/N]
+    dvc-hub dlq replay --all --reason portal_rejected --yes  # from a script
 """
 
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
+import sys
 from datetime import UTC, datetime
 from typing import Any
 
@@ -121,7 +125,7 @@ def replay(settings: Settings, offsets: list[int] | None, reason: str | None, fo
     already = set() if force else _replayed_offsets(settings)
     prod = producer(settings.kafka, "dlq-replay")
     replayed = skipped = 0
-    who = getpass.getuser()
+    who = settings.operator.audit_fields()
     try:
         for offset, letter in letters:
             if offset in already:
@@ -135,7 +139,7 @@ def replay(settings: Settings, offsets: list[int] | None, reason: str | None, fo
             value = json.dumps(letter.payload, ensure_ascii=False).encode()
             prod.send(letter.topic, value=value, key=replay_key(letter.payload, letter),
                       headers=[(REPLAY_HEADER, str(offset).encode())]).get(timeout=30)
-            audit = {"action": "dlq.replay", "who": who, "at": datetime.now(UTC).isoformat(),
+            audit = {"action": "dlq.replay", **who, "at": datetime.now(UTC).isoformat(),
                      "dead_letter_offset": offset, "event_id": letter.event_id, "topic": letter.topic,
                      "stage": letter.stage, "reason": letter.reason}
             prod.send(settings.topics.audit, value=json.dumps(audit).encode(),
@@ -148,11 +152,37 @@ def replay(settings: Settings, offsets: list[int] | None, reason: str | None, fo
     return replayed, skipped
 
 
+def confirm(question: str, *, yes: bool) -> bool:
+    """True to go ahead: ``--yes``, or "y" typed on a terminal. Never asks a pipe: refuses instead."""
+    if yes:
+        return True
+    if not sys.stdin.isatty():
+        print(f"dvc-hub: {question}: refused without a terminal to confirm on; add --yes to go ahead",
+              file=sys.stderr)
+        return False
+    print(f"{question} [y/N] ", end="", flush=True)
+    answer = sys.stdin.readline().strip().lower()
+    if answer in {"y", "yes"}:
+        return True
+    print("nothing replayed")
+    return False
+
+
 def _replay(args: argparse.Namespace) -> int:
     if args.offset is None and not args.all:
         print("dvc-hub: give a dead letter OFFSET or --all (with --reason to narrow it)")
         return 2
     settings = load_settings(args.config)
+    if args.all or args.force:
+        # Many records at once, or ones already replayed: a typo here re-sends a backlog.
+        what = "every dead letter" if args.all else f"dead letter {args.offset}"
+        if args.reason:
+            what += f" with reason {args.reason}"
+        if args.force:
+            what += ", including those already replayed (--force)"
+        who = settings.operator.identity()
+        if not confirm(f"replay {what} to their origin topics, as {who}?", yes=args.yes):
+            return 2
     replayed, skipped = replay(settings, None if args.all else [args.offset], args.reason, args.force)
     print(f"{replayed} replayed, {skipped} skipped")
     return 0
@@ -175,4 +205,6 @@ def register(subparsers: Any) -> None:
     p.add_argument("--all", action="store_true", help="every dead letter (narrow with --reason)")
     p.add_argument("--reason", help="only dead letters with this reason")
     p.add_argument("--force", action="store_true", help="replay even if the audit topic shows it was replayed")
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation (--all/--force); needed "
+                   "when stdin is not a terminal")
     p.set_defaults(func=_replay)

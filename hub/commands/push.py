@@ -20,7 +20,7 @@ from typing import Any
 
 from kafka import TopicPartition
 
-from hub.config import Settings, load_settings
+from hub.config import Settings, load_service_settings, load_settings
 from hub.kafka import consumer, ensure_topics, hub_topics
 from hub.sync.outbox import DossierState, parse_state
 from hub.sync.service import SyncService
@@ -32,7 +32,7 @@ BREAKER_NAMES = {0: "closed", 1: "half-open", 2: "open"}
 
 
 def _run(args: argparse.Namespace) -> int:
-    settings = load_settings(args.config)
+    settings = load_service_settings(args.config, "push run")
     if not settings.portal.enabled:
         print("dvc-hub: portal sync is disabled (portal.enabled = false); nothing to do")
         return 0

@@ -32,7 +32,7 @@ from typing import Any
 
 import httpx
 
-from hub.config import Settings, load_settings
+from hub.config import DEMO_QLVB_PASSWORD, Settings, config_origin, load_settings, require_secrets
 from hub.process import ChildProcess
 
 STATE_DIR = Path(".dvc-hub")
@@ -112,13 +112,19 @@ def _portal_sync_env(settings: Settings, scenario_start: datetime | None) -> dic
     return {"DVC_HUB_PORTAL__STATS_HISTORY_FROM": scenario_start.astimezone(TZ).strftime("%Y-%m")}
 
 
+def _portal_sync_scheme(settings: Settings) -> str:
+    """``https`` when the read API (and the portal sync's /metrics, /healthz) serves TLS."""
+    return "https" if settings.api.tls_certfile is not None else "http"
+
+
 def _wait_http(url: str, timeout: float, child: Child | None = None) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if child is not None and not child.alive():
             return False
         with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=2.0).status_code < 500:
+            # A child of this process on loopback: its certificate (api.tls_*) may be self-signed.
+            if httpx.get(url, timeout=2.0, verify=False).status_code < 500:  # noqa: S501
                 return True
         time.sleep(0.5)
     return False
@@ -130,7 +136,7 @@ def _wait_http(url: str, timeout: float, child: Child | None = None) -> bool:
 def _simulator_credentials(settings: Settings) -> tuple[dict[str, str], tuple[str, str], dict[str, str]]:
     """Make the simulators accept exactly the credentials the configuration holds."""
     units: dict[str, str] = {}
-    qlvb = ("dvc-hub", "demo-qlvb-password")
+    qlvb = ("dvc-hub", DEMO_QLVB_PASSWORD)
     clients: dict[str, str] = {}
     for c in settings.connectors:
         auth = c.auth
@@ -250,6 +256,9 @@ def _write_state(state: dict[str, Any]) -> None:
 
 def _up(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
+    notice = require_secrets(settings, "up", str(config_origin(args.config)))
+    if notice:
+        _say(f"DVC Hub {notice} (profile = \"demo\" in {config_origin(args.config)})")
     logs = STATE_DIR / "logs"
     total = 5
     stopping = threading.Event()
@@ -307,7 +316,7 @@ def _up(args: argparse.Namespace) -> int:
             children.append(
                 Child(
                     "portal-sync", _hub_argv(args.config, "push", "run"), logs / "portal-sync.log",
-                    f"http://{settings.portal_sync.host}:{settings.portal_sync.port}/healthz",
+                    f"{_portal_sync_scheme(settings)}://{settings.portal_sync.host}:{settings.portal_sync.port}/healthz",
                     env=portal_env,
                 )
             )
@@ -342,7 +351,7 @@ def _up(args: argparse.Namespace) -> int:
             "connector metrics": f"http://{settings.connector_runner.host}:{settings.connector_runner.port}/metrics",
         }
         if settings.portal.enabled:
-            ps = f"http://{settings.portal_sync.host}:{settings.portal_sync.port}"
+            ps = f"{_portal_sync_scheme(settings)}://{settings.portal_sync.host}:{settings.portal_sync.port}"
             lines["portal sync metrics"] = f"{ps}/metrics"
             lines["read API"] = f"{ps}/openapi.json"
         if prometheus is not None:

@@ -20,7 +20,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from hub.config import ConfigError, Settings, load_settings
+from hub.config import ConfigError, Settings, load_service_settings
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ def run_worker(settings: Settings, loglevel: str = "info") -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    settings = worker_settings(load_settings(args.config), args.web_port, args.store)
+    settings = worker_settings(load_service_settings(args.config, "worker"), args.web_port, args.store)
     return run_worker(settings, "debug" if getattr(args, "verbose", False) else "info")
 
 

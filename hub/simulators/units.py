@@ -17,6 +17,9 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+# The demo values live in hub.config: its one list of published secrets, refused outside the demo profile.
+from hub.config import DEMO_PORTAL_SECRET, DEMO_QLVB_PASSWORD, demo_api_key
+
 __all__ = [
     "DEMO_PORTAL_CLIENTS",
     "DEMO_QLVB_PASSWORD",
@@ -30,8 +33,7 @@ __all__ = [
 
 REGISTRY_FILE = "units-thanhhoa-city-2021.csv"
 DEMO_QLVB_USERNAME = "dvc-hub"
-DEMO_QLVB_PASSWORD = "demo-qlvb-password"  # noqa: S105 - the public demo simulator's password
-DEMO_PORTAL_CLIENTS = {"dvc-hub": "demo-portal-secret"}
+DEMO_PORTAL_CLIENTS = {"dvc-hub": DEMO_PORTAL_SECRET}
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,7 @@ class Unit:
 
 def demo_api_keys(codes: Iterable[str]) -> dict[str, str]:
     """The demo one-stop API key of each unit code (``demo-key-<code>``)."""
-    return {code: f"demo-key-{code}" for code in codes}
+    return {code: demo_api_key(code) for code in codes}
 
 
 def find_registry(path: Path | str | None = None) -> Path:

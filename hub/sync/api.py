@@ -8,6 +8,9 @@
 ``GET /healthz``, ``GET /metrics``        liveness, Prometheus (no token; bind to loopback)
 ========================================  =======================================================
 
+With ``api.tls_certfile`` and ``api.tls_keyfile`` set the listener serves https only
+(:func:`server_ssl_context`, TLS 1.2 or later): a bearer token must not cross a network in clear.
+
 ``/api/v1/...`` needs ``Authorization: Bearer <token>`` with a token from ``api.tokens``
 (compared in constant time); anything else is a 401. Every error is JSON ``{"error": "..."}``,
 including the router's own 404 and 405.
@@ -25,6 +28,7 @@ from __future__ import annotations
 import hmac
 import json
 import re
+import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
@@ -32,7 +36,9 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import BaseModel, SecretStr
 
-__all__ = ["OPENAPI", "EmptyView", "SyncView", "make_api_app"]
+from hub.config import ApiSettings, ConfigError
+
+__all__ = ["OPENAPI", "EmptyView", "SyncView", "make_api_app", "server_ssl_context"]
 
 KY_PATTERN = r"^\d{4}(-Q[1-4]|-(0[1-9]|1[0-2]))?$"
 UNIT_PATTERN = r"^[0-9A-Za-z]{1,16}$"
@@ -274,3 +280,22 @@ def make_api_app(view: SyncView, tokens: Sequence[SecretStr], registry: Collecto
     app.router.add_get("/openapi.json", _openapi)
     app.router.add_get("/metrics", _metrics)
     return app
+
+
+def server_ssl_context(api: ApiSettings) -> ssl.SSLContext | None:
+    """The TLS context of the API listener, or None (plain http) when no certificate is configured.
+
+    Raises :class:`~hub.config.ConfigError` saying which file is wrong.
+    """
+    if api.tls_certfile is None or api.tls_keyfile is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(certfile=str(api.tls_certfile), keyfile=str(api.tls_keyfile))
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(
+            f"cannot load the read API's certificate {api.tls_certfile} / key {api.tls_keyfile}: {exc} "
+            "(api.tls_certfile and api.tls_keyfile: PEM files readable by the hub)"
+        ) from None
+    return context

@@ -40,7 +40,7 @@ from aiokafka.helpers import create_ssl_context
 from connectors.sdk.auth import build_authenticator
 from hub.config import KafkaSettings, Settings
 from hub.deadletter import DeadLetter
-from hub.sync.api import make_api_app
+from hub.sync.api import make_api_app, server_ssl_context
 from hub.sync.client import EXISTS_CODES, PortalClient, Reply
 from hub.sync.delivery import BREAKER_CODE, Backoff, BreakerState, CircuitBreaker, Deliverer, RateLimiter
 from hub.sync.errors import Rejected
@@ -205,7 +205,8 @@ class SyncService:
             tasks.append(asyncio.create_task(self.stats.run(stop), name="stats"))
             runner = web.AppRunner(make_api_app(self, self.settings.api.tokens, self.metrics.registry))
             await runner.setup()
-            site = web.TCPSite(runner, self.settings.portal_sync.host, self.settings.portal_sync.port)
+            site = web.TCPSite(runner, self.settings.portal_sync.host, self.settings.portal_sync.port,
+                               ssl_context=server_ssl_context(self.settings.api))
             await site.start()
             server: Any = site._server  # aiohttp exposes the bound port only here
             if server is not None and getattr(server, "sockets", None):

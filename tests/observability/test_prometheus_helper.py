@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import httpx
 import pytest
 
 from hub.config import load_settings
@@ -79,6 +80,11 @@ def test_start_query_and_stop(tmp_path):
             prom.query_value('up{job="none"}')
         with pytest.raises(PrometheusError, match="still returned 0"):
             prom.wait_for('up{job="none"}', timeout=0.5)
+        # No local user can stop, reload or wipe it over HTTP: lifecycle and admin APIs are off.
+        assert not any("lifecycle" in a or "admin-api" in a for a in prom.command(find_prometheus()))
+        for path in ("/-/quit", "/-/reload", "/api/v1/admin/tsdb/delete_series?match[]=up"):
+            assert httpx.post(f"{prom.url}{path}", timeout=5).status_code >= 400, path
+        assert prom.running
     assert not _running(prom)
     prom.stop()  # twice is fine
 
@@ -86,3 +92,11 @@ def test_start_query_and_stop(tmp_path):
 def _running(prom: PrometheusServer) -> bool:
     # A function call, so the type checker does not carry "running is True" over from the block above.
     return prom.running
+
+
+def test_a_portal_sync_serving_tls_is_scraped_over_https(monkeypatch, tmp_path):
+    monkeypatch.setenv("DVC_HUB_API__TLS_CERTFILE", str(tmp_path / "cert.pem"))
+    monkeypatch.setenv("DVC_HUB_API__TLS_KEYFILE", str(tmp_path / "key.pem"))
+    jobs = {j["job_name"]: j for j in render_config(hub_scrape_targets(load_settings()))["scrape_configs"]}
+    assert jobs["dvchub-portal-sync"]["scheme"] == "https"
+    assert "scheme" not in jobs["dvchub-worker"]

@@ -51,6 +51,9 @@ def write_settings(tmp_path: Path, bootstrap: str, partitions: int = 4) -> tuple
     path = tmp_path / f"hub-{uid}.toml"
     path.write_text(
         f"""
+# A test against its own broker: the demo profile's public secrets are all it needs.
+profile = "demo"
+
 [kafka]
 bootstrap_servers = "{bootstrap}"
 partitions = {partitions}

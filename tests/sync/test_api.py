@@ -99,3 +99,69 @@ def test_schemathesis_finds_no_server_error_or_schema_violation(api_url, tmp_pat
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
     # Not vacuous: every operation was exercised.
     assert "6 passed" in result.stdout or "6 operations" in result.stdout, result.stdout[-3000:]
+
+
+# ------------------------------------------------------------------ TLS
+
+
+@pytest.fixture(scope="module")
+def self_signed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 made for this test run with the openssl command line."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("the openssl command is not installed")
+    d = tmp_path_factory.mktemp("tls")
+    cert, key = d / "cert.pem", d / "key.pem"
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+                   check=True, capture_output=True, timeout=60)
+    return cert, key
+
+
+def test_the_api_serves_https_with_the_configured_certificate(self_signed: tuple[Path, Path]) -> None:
+    import ssl
+
+    from hub.config import ApiSettings
+    from hub.sync.api import server_ssl_context
+
+    cert, key = self_signed
+    api = ApiSettings(tokens=[SecretStr(TOKEN)], tls_certfile=cert, tls_keyfile=key)
+    context = server_ssl_context(api)
+    assert context is not None
+    assert server_ssl_context(ApiSettings()) is None  # no certificate: plain http, as before
+
+    async def scenario() -> None:
+        runner = web.AppRunner(make_api_app(View(), api.tokens, None))
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        trust = ssl.create_default_context(cafile=str(cert))
+        try:
+            async with httpx.AsyncClient(verify=trust) as client:
+                r = await client.get(f"https://127.0.0.1:{port}/api/v1/thongke/2021-Q1/14767",
+                                     headers={"Authorization": f"Bearer {TOKEN}"})
+                assert r.status_code == 200
+                assert r.json()["ma_don_vi"] == "14767"
+            async with httpx.AsyncClient() as client:  # the system trust store does not know it
+                with pytest.raises(httpx.ConnectError):
+                    await client.get(f"https://127.0.0.1:{port}/healthz")
+                with pytest.raises(httpx.HTTPError):  # no clear-text answer on the TLS port
+                    await client.get(f"http://127.0.0.1:{port}/healthz", timeout=3)
+        finally:
+            await runner.cleanup()
+
+    asyncio.run(scenario())
+
+
+def test_tls_settings_say_what_is_wrong(tmp_path: Path, self_signed: tuple[Path, Path]) -> None:
+    from pydantic import ValidationError
+
+    from hub.config import ApiSettings, ConfigError
+    from hub.sync.api import server_ssl_context
+
+    cert, _ = self_signed
+    with pytest.raises(ValidationError, match="go together"):
+        ApiSettings(tls_certfile=cert)
+    with pytest.raises(ConfigError, match=r"api\.tls_certfile"):
+        server_ssl_context(ApiSettings(tls_certfile=cert, tls_keyfile=tmp_path / "missing.pem"))
