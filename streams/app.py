@@ -137,7 +137,7 @@ class HubRuntime:
         #: the rows already reported, so that every later rebuild does not report them again.
         self.pending_dead_letters: list[DeadLetter] = []
         self._reported_rows: set[tuple[str, int, int]] = set()
-        #: Table rows the last rebuilds skipped (``/api/v1/status``).
+        #: Distinct table rows the rebuilds skipped since the start (``/api/v1/status``).
         self.skipped_rows = 0
         #: The guarded timer and task callbacks by name (streams.agents.partials.register).
         self.callbacks: dict[str, Callable[[], Awaitable[None]]] = {}
@@ -266,11 +266,11 @@ class HubRuntime:
                 partition, offset = int(rec.get("p", -1)), int(rec.get("o", -1))
             except Exception:  # noqa: BLE001 - not even JSON: nothing more to say about it
                 partition, offset = -1, -1
-        self.skipped_rows += 1
         where = (table, partition, offset)
         if where in self._reported_rows:
             return
         self._reported_rows.add(where)
+        self.skipped_rows += 1
         log.error("rebuild: skipped a %s row of partition %s (last changed by canonical offset %s): %s; "
                   "its dossier counts nowhere until a plausible version of it arrives",
                   table, partition, offset, type(exc).__name__)

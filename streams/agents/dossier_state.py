@@ -257,11 +257,11 @@ def register(app: faust.App, rt: HubRuntime) -> Any:
     async def on_dossiers_recovered() -> None:
         # Called by faust after every table is restored from its changelog and before the stream
         # partitions resume: the only point where tables and figures are known to agree. Rebuilds
-        # the catalogue (from the catalogue table) too. A row it cannot count is skipped and
-        # dead-lettered (HubRuntime._skip_row); anything else exits the worker (the guard below),
-        # because faust would swallow it and leave the worker never ready.
+        # the catalogue (from the catalogue table) too. A row it cannot count is skipped and its
+        # dead letter queued (HubRuntime._skip_row; the partials timer sends it once the worker runs:
+        # nothing is produced from inside faust's recovery); anything else exits the worker (the
+        # guard below), because faust would swallow it and leave the worker never ready.
         rt.rebuild(active_partitions())
-        await rt.flush_dead_letters()
 
     app.on_partitions_revoked.connect(exit_on_error(app, "on_partitions_revoked receiver")(on_revoked))
     rt.dossiers.on_recover(exit_on_error(app, "table recovery hook (rebuild of the figures)")(on_dossiers_recovered))
