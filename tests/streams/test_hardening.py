@@ -380,3 +380,20 @@ async def test_metrics_of_a_live_worker_export_only_the_window_and_known_reasons
     reasons = set(re.findall(r'reason="([^"]+)"', text))
     assert reasons <= set(REASONS)
     assert re.search(r'dvchub_dead_letters_total\{reason="unexpected",stage="state"\} 500\.0', text)
+
+
+@pytest.mark.parametrize("field", ["source", "instance"])
+async def test_a_raw_envelope_with_control_characters_is_refused_before_it_names_anything(rt, field):
+    from streams.agents import normalizer
+
+    body = orjson.loads(raw(motcua(MA, "14767", 1, 4, proc="P1", level=4, channel="2", received=T0, due=T0,
+                                   end=None, updated=T0)))
+    body[field] = body[field] + "\r\nX-Forged: 1"
+    await normalizer.handle(rt, "normalize_motcua", "dvchub.raw.motcua", FakeEvent(orjson.dumps(body)))
+    [letter] = letters(rt)
+    assert letter.reason == "schema"
+    assert letter.source == "motcua"  # from the topic name, not from the record
+    for _, key, _, headers, _ in rt.sink:  # keys and headers are where a CR/LF would forge something
+        assert b"\r" not in (key or b"")
+        assert all(b"\r" not in v and b"\n" not in v for _, v in headers or [])
+    assert rt.sink.on(rt.topics.canonical.get_topic_name()) == []
