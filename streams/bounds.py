@@ -116,6 +116,18 @@ def date_fields(model: type[BaseModel]) -> tuple[tuple[str, ...], tuple[str, ...
     return tuple(dates), tuple(nested)
 
 
+@cache
+def _plan(
+    model: type[BaseModel],
+) -> tuple[tuple[tuple[str, CodeKind, bool, str], ...], tuple[tuple[str, str], ...], bool]:
+    """(code fields, integer fields, has a version) of ``model``: the checks of one event, found once."""
+    fields = model.model_fields
+    codes = tuple((name, kind, optional, _SOURCE_NAMES.get(name, name))
+                  for name, (kind, optional) in _CODE_FIELDS.items() if name in fields)
+    ints = tuple((name, _SOURCE_NAMES.get(name, name)) for name in _INT_FIELDS if name in fields)
+    return codes, ints, "version" in fields
+
+
 def _reject(reason: str, detail: str) -> typing.NoReturn:
     from streams.normalize import Rejected  # the normaliser imports this module
 
@@ -188,7 +200,8 @@ class InputBounds:
             if optional:
                 return
             _reject("missing_key", f"{field} is required (a non-empty code)")
-        if not value.isprintable() or any(c.isspace() for c in value):
+        # isprintable() is False for every control, format and separator character but " ".
+        if not value.isprintable() or " " in value:
             _reject("schema", f"{field} contains a control character or whitespace; codes are printable without "
                     "spaces")
         if self._patterns[kind].fullmatch(value) is None:
@@ -199,25 +212,27 @@ class InputBounds:
     # ------------------------------------------------------------------ whole events
     def check_event(self, ev: BaseModel) -> None:
         """Check every date, number and code of a canonical event (see the module docstring)."""
-        fields = type(ev).model_fields
-        for name, (kind, optional) in _CODE_FIELDS.items():
-            value = getattr(ev, name, None) if name in fields else None
+        codes, ints, has_version = _plan(type(ev))
+        for name, kind, optional, label in codes:
+            value = getattr(ev, name)
             if isinstance(value, str):  # None: an optional link (a document of no dossier), the schema's call
-                self.check_code(value, _SOURCE_NAMES.get(name, name), kind, optional=optional)
-        version = getattr(ev, "version", None)
-        if isinstance(version, int):
-            self.check_version(version)
-        for name in _INT_FIELDS:
-            value = getattr(ev, name, None)
+                self.check_code(value, label, kind, optional=optional)
+        if has_version:
+            self.check_version(ev.version)  # type: ignore[attr-defined]  # _plan saw the field
+        for name, label in ints:
+            value = getattr(ev, name)
             if isinstance(value, int):
-                self.check_int(value, _SOURCE_NAMES.get(name, name))
+                self.check_int(value, label)
         self._check_dates(ev, "")
 
     def _check_dates(self, model: BaseModel, prefix: str) -> None:
         dates, nested = date_fields(type(model))
+        lo, hi = self.earliest, self.latest
         for name in dates:
             value = getattr(model, name)
-            if value is None or (name == "valid_from" and value == CATALOGUE_SINCE_EVER):
+            # The fast path inline (this runs for every event): labels are built only for a failure.
+            if value is None or (lo.year <= value.year <= hi.year and lo <= value <= hi) or (
+                    name == "valid_from" and value == CATALOGUE_SINCE_EVER):
                 continue
             self.check_date(value, f"{prefix}{name} ({_SOURCE_NAMES.get(name, name)})")
         for name in nested:
