@@ -255,3 +255,28 @@ def test_any_record_the_normaliser_accepts_flows_through_state_and_counters(**f:
     agg.apply_change(0, v, None)
     assert agg.totals() == {}
     assert Counter(agg.open_now(NOW)) == Counter()
+
+
+def test_the_bounds_accept_every_record_of_the_thanhhoa_2021_scenario():
+    """Every served snapshot, portal item and catalogue row of the scenario (2020-2021) passes the defaults.
+
+    Snapshots carry the applicant's name and phone (the connector edge drops them); the normaliser
+    ignores them, so they do not matter here.
+    """
+    from hub.scenario.thanhhoa2021 import build_scenario
+
+    sc = build_scenario(scale=0.05)
+    bounds = InputBounds(BoundsSettings(), clock=lambda: NOW)
+    refused: Counter[str] = Counter()
+    n = 0
+    records = [raw(lc.served(i)) for lc in sc.dossiers for i in range(len(lc.versions))]
+    records += [raw(p.item, "portal", "portal") for lc in sc.dossiers for p in lc.portal]
+    records += [raw({**row, "MaDonVi": u.code}, "catalogue") for u in sc.units for row in sc.catalogue_rows(u.code)]
+    for rec in records:
+        n += 1
+        try:
+            normalize(rec, REG, bounds)
+        except Rejected as exc:
+            refused[exc.reason] += 1
+    assert n > 1000
+    assert refused == Counter()
