@@ -404,6 +404,56 @@ class WorkerSettings(_Model):
     stall_timeout_s: Annotated[float, Field(ge=0)] = 180.0
 
 
+class BoundsSettings(_Model):
+    """What the normaliser accepts: plausible dates, bounded versions, codes in a safe charset.
+
+    Everything outside becomes a dead letter with reason ``out_of_range`` (dates, numbers) or
+    ``schema`` (a code that is not in its pattern), never a state change or a metric label: one
+    dossier dated in year 1 or 9999 once stopped the state agent's recovery and exploded the
+    ``period`` label of ``/metrics`` (``docs/streams.md``, "Input bounds"). The patterns are full
+    matches, checked after the hub's own refusal of control characters and whitespace.
+    """
+
+    #: No dossier of the hub's sources predates online public services; the catalogue's
+    #: "valid since ever" is this day too.
+    earliest_date: date = date(2000, 1, 1)
+    #: Due dates and validity ends run ahead of today, but not by years.
+    years_ahead: Annotated[int, Field(ge=0, le=20)] = 2
+    max_version: Annotated[int, Field(ge=1, le=2**53)] = 1_000_000
+    #: MaHoSo: the Kafka key of everything about the dossier, and a path segment of the portal API.
+    dossier_code_pattern: str = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
+    #: GSO codes are digits; the charset is wider so that a mistyped code reads "unknown unit".
+    unit_code_pattern: str = r"[A-Za-z0-9][A-Za-z0-9._-]{0,9}"
+    procedure_code_pattern: str = r"[A-Za-z0-9][A-Za-z0-9._-]{0,59}"
+    field_code_pattern: str = r"[A-Za-z0-9][A-Za-z0-9._-]{0,29}"
+    source_pattern: str = r"[a-z0-9][a-z0-9._-]{0,39}"
+
+    @field_validator(
+        "dossier_code_pattern", "unit_code_pattern", "procedure_code_pattern", "field_code_pattern", "source_pattern"
+    )
+    @classmethod
+    def _a_regex(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a regular expression ({exc}); write one like [A-Za-z0-9._-]{{1,64}}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _earliest_in_the_past(self) -> BoundsSettings:
+        if self.earliest_date.year < 1900 or self.earliest_date > date.today():  # noqa: DTZ011 - a date, no zone
+            raise ValueError(f"earliest_date {self.earliest_date} must be a day between 1900-01-01 and today")
+        return self
+
+
+class MetricsSettings(_Model):
+    """How many series the worker's ``/metrics`` may export (``docs/metrics.md`` has the bound per metric)."""
+
+    #: Dated gauges are exported for the periods of the current year and this many previous years
+    #: only; older (or future) periods stay in the state, the partials and the reports.
+    years_back: Annotated[int, Field(ge=0, le=30)] = 10
+
+
 class HttpEndpointSettings(_Model):
     """A loopback-by-default HTTP listener (metrics of the connector runner and portal sync)."""
 
@@ -508,6 +558,8 @@ class Settings(BaseSettings):
     api: ApiSettings = ApiSettings()
     privacy: PrivacySettings = PrivacySettings()
     kpi: Kpi766Settings = Kpi766Settings()
+    bounds: BoundsSettings = BoundsSettings()
+    metrics: MetricsSettings = MetricsSettings()
     targets: TargetSettings = TargetSettings()
     #: ``DVC_HUB_OPERATOR=name`` works as well as ``DVC_HUB_OPERATOR__NAME`` (NoDecode: not JSON).
     operator: Annotated[OperatorSettings, NoDecode] = OperatorSettings()

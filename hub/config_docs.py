@@ -138,6 +138,18 @@ DESCRIPTIONS: dict[str, str] = {
     "worker.stall_timeout_s": ("Seconds a source partition (or, during table recovery, a changelog partition) may "
                                "keep records waiting without any progress before the worker exits to be restarted "
                                "(faust can stop fetching a partition); 0 = off."),
+    "bounds": "What the normaliser accepts; anything outside is a dead letter (out_of_range or schema).",
+    "bounds.earliest_date": "Earliest date any dossier, document, portal or catalogue date may carry (YYYY-MM-DD).",
+    "bounds.years_ahead": "Latest accepted date: today plus this many years (due dates, validity ends).",
+    "bounds.max_version": "Largest accepted PhienBan (versions are 1..max_version).",
+    "bounds.dossier_code_pattern": "Full-match regex of MaHoSo (a Kafka key and a portal URL segment).",
+    "bounds.unit_code_pattern": "Full-match regex of unit codes (before the registry lookup).",
+    "bounds.procedure_code_pattern": "Full-match regex of MaTTHC.",
+    "bounds.field_code_pattern": "Full-match regex of MaLinhVuc (empty is allowed).",
+    "bounds.source_pattern": "Full-match regex of a raw record's source name.",
+    "metrics": "Bounds of the worker's /metrics series (docs/metrics.md).",
+    "metrics.years_back": "Dated gauges cover the current year and this many previous years; older periods stay "
+                          "in state, partials and reports.",
     "api": "The read API offered to the portal.",
     "api.tokens": "Accepted bearer tokens (secrets; required with the portal sync): `DVC_HUB_API__TOKENS='[\"t1\"]'`.",
     "api.tls_certfile": "PEM certificate (chain) of the read API: set with `api.tls_keyfile` and it serves https.",

@@ -40,6 +40,7 @@ REASONS = (
     "unknown_level",
     "too_large",
     "too_deep",
+    "out_of_range",
     "missing_key",
     "portal_rejected",
     "unexpected",

@@ -8,10 +8,14 @@ Label values are **bounded** by construction:
 
 * ``unit`` only ever holds a GSO code from the unit registry (an unknown unit is a dead letter,
   never a label); ``tier`` is ``HUYEN``/``XA``; ``level`` and ``channel`` are enums;
-* ``period`` is a reporting period (``2021-03``, ``2021-Q1``, ``2021``) and ``period_kind`` says
-  which granularity, so a query must pin one kind: summing across kinds would count a dossier
-  three times;
-* ``connector`` comes from configuration; ``reason`` and ``outcome`` from fixed vocabularies.
+* ``period`` is a reporting period (``2021-03``, ``2021-Q1``, ``2021``) of the current year or the
+  ``metrics.years_back`` years before it (the worker exports no other period, whatever the dossiers'
+  dates), and ``period_kind`` says which granularity, so a query must pin one kind: summing across
+  kinds would count a dossier three times;
+* ``connector`` comes from configuration; ``reason`` and ``outcome`` from fixed vocabularies (a
+  dead letter of any other reason is counted as ``unexpected``).
+
+``docs/metrics.md`` ("Series bounds") gives the resulting bound on the series of every metric.
 
 The domain gauges are not set one by one: the worker registers a collector
 (:class:`DomainCollector` protocol) that reads its live aggregates at scrape time, so a scrape

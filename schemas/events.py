@@ -104,7 +104,8 @@ class DossierEvent(_Event):
 
     type: Literal["dossier"] = "dossier"
     ma_ho_so: Annotated[str, Field(min_length=1, max_length=100)]
-    version: Annotated[int, Field(ge=0)]
+    #: ``PhienBan``; the normaliser holds it to ``bounds.max_version``, the schema to what JSON keeps exact.
+    version: Annotated[int, Field(ge=0, le=2**53)]
     unit_code: Annotated[str, Field(min_length=1, max_length=10)]
     unit_tier: UnitTier
     procedure_code: Annotated[str, Field(min_length=1, max_length=60)]
@@ -139,7 +140,7 @@ class DocumentEvent(_Event):
     """A document-management (QLVB) event; linked to a dossier when ``ma_ho_so`` is set."""
 
     type: Literal["document"] = "document"
-    doc_event_id: Annotated[int, Field(ge=0)]
+    doc_event_id: Annotated[int, Field(ge=0, le=2**53)]
     kind: Literal["DANG_KY", "TRINH_KY", "KY_SO", "BAN_HANH", "CHUYEN_MOT_CUA"]
     at: AwareDatetime
     unit_code: str | None = None

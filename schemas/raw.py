@@ -37,8 +37,10 @@ class RawRecord(BaseModel):
 
     schema_version: int = RAW_SCHEMA_VERSION
     event_id: str = Field(min_length=3, max_length=300)
-    source: str = Field(min_length=1, max_length=40)
-    instance: str = Field(min_length=1, max_length=80)
+    #: A connector type's name: it becomes part of event ids and dead-letter headers, so a safe charset.
+    source: str = Field(min_length=1, max_length=40, pattern=r"^[a-z0-9][a-z0-9._-]*$")
+    #: A connector instance name (``hub.config.ConnectorInstance.name``): printable, no whitespace.
+    instance: str = Field(min_length=1, max_length=80, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     kind: RecordKind
     key: str = Field(min_length=1, max_length=200)
     version: str = Field(min_length=1, max_length=60)

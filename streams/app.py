@@ -44,10 +44,12 @@ import orjson
 from prometheus_client import CollectorRegistry
 
 from hub.config import Settings
-from hub.deadletter import DeadLetter
+from hub.deadletter import REASONS, DeadLetter
 from schemas.units import UnitRegistry, default_registry
+from streams.bounds import InputBounds
 from streams.collector import DomainCollector, PipelineMetrics
 from streams.domain.aggregates import Aggregates, Catalogue
+from streams.domain.periods import metric_window
 from streams.domain.state import view
 from streams.merged import PartialsReader
 from streams.offsets import HubApp
@@ -106,6 +108,8 @@ class HubRuntime:
         self.dossiers = dossiers
         self.catalogue_table = catalogue
         self.units = _registry(settings)
+        #: What the normaliser and the state agent accept (dates, versions, codes): settings.bounds.
+        self.bounds = InputBounds(settings.bounds)
         self.catalogue = Catalogue()
         self.aggregates = Aggregates(self.units, self.catalogue)
         self.registry = CollectorRegistry(auto_describe=False)
@@ -129,6 +133,14 @@ class HubRuntime:
         self.partials_reader: PartialsReader | None = None
         #: Records whose delivery failed after the producer's own retries (logged, counted).
         self.send_failures = 0
+        #: Table rows a rebuild could not count: dead letters to send (rebuilds are synchronous), and
+        #: the rows already reported, so that every later rebuild does not report them again.
+        self.pending_dead_letters: list[DeadLetter] = []
+        self._reported_rows: set[tuple[str, int, int]] = set()
+        #: Distinct table rows the rebuilds skipped since the start (``/api/v1/status``).
+        self.skipped_rows = 0
+        #: The guarded timer and task callbacks by name (streams.agents.partials.register).
+        self.callbacks: dict[str, Callable[[], Awaitable[None]]] = {}
 
     # ------------------------------------------------------------------ sending
 
@@ -178,7 +190,9 @@ class HubRuntime:
 
     async def dead_letter(self, letter: DeadLetter) -> None:
         """Send a dead letter and count it; never raises (a failing DLQ must not stop the stream)."""
-        self.metrics.dead_letters.labels(stage=letter.stage, reason=letter.reason).inc()
+        # The reason is a metric label: only the fixed vocabulary, whatever built the letter.
+        reason = letter.reason if letter.reason in REASONS else "unexpected"
+        self.metrics.dead_letters.labels(stage=letter.stage, reason=reason).inc()
         try:
             await self.send(self.topics.dead_letter.get_topic_name(), letter.key(), letter.value(), letter.headers())
         except Exception:
@@ -215,35 +229,94 @@ class HubRuntime:
 
     def _rebuild_partitions(self, partitions: set[int]) -> None:
         views: dict[int, list[Any]] = {p: [] for p in partitions}
-        for raw in self.dossiers.values():
+        rows: dict[int, int] = {}  # id(view) -> canonical offset of the row it came from
+        for key, raw in self.dossiers.items():
             if raw is None:
                 continue
-            rec = orjson.loads(raw)
-            bucket = views.get(rec["p"])
-            if bucket is None:  # a standby or formerly owned partition kept by the store
+            try:
+                rec = orjson.loads(raw)
+                bucket = views.get(rec["p"])
+                if bucket is None:  # a standby or formerly owned partition kept by the store
+                    continue
+                v = view(rec["s"])
+            except Exception as exc:  # noqa: BLE001 - one bad row must not keep the worker from getting ready
+                self._skip_row("dossiers", key, raw, exc)
                 continue
-            v = view(rec["s"])
             if v is not None:
                 bucket.append(v)
+                rows[id(v)] = int(rec.get("o", -1))
         for p, vs in views.items():
-            self.aggregates.rebuild(p, vs)
+            def skipped(v: Any, exc: Exception, p: int = p) -> None:
+                self._skip_row("dossiers", v.ma_ho_so.encode(), None, exc, partition=p, offset=rows.get(id(v), -1))
+
+            self.aggregates.rebuild(p, vs, on_error=skipped)
             self.mark(p, {str(v.unit_code) for v in vs} | self.units_by_partition.get(p, set()))
+
+    def _skip_row(self, table: str, key: Any, raw: Any, exc: Exception, *, partition: int | None = None,
+                  offset: int | None = None) -> None:
+        """Leave a table row out of the figures: log it (no content), count it, queue one dead letter.
+
+        Such a row was written by an older hub (before the input bounds) or forged on the changelog;
+        the figures of every other dossier are still exact. The row stays in the table: once its
+        dossier is sent again with plausible data, the new version replaces it.
+        """
+        if partition is None or offset is None:
+            try:
+                rec = orjson.loads(raw) if raw is not None else {}
+                partition, offset = int(rec.get("p", -1)), int(rec.get("o", -1))
+            except Exception:  # noqa: BLE001 - not even JSON: nothing more to say about it
+                partition, offset = -1, -1
+        where = (table, partition, offset)
+        if where in self._reported_rows:
+            return
+        self._reported_rows.add(where)
+        self.skipped_rows += 1
+        log.error("rebuild: skipped a %s row of partition %s (last changed by canonical offset %s): %s; "
+                  "its dossier counts nowhere until a plausible version of it arrives",
+                  table, partition, offset, type(exc).__name__)
+        self.pending_dead_letters.append(DeadLetter.make(
+            stage="state", reason="unexpected",
+            detail=f"a {table} table row could not be counted when the figures were rebuilt "
+                   f"({type(exc).__name__}); it is left out of the figures. Send the dossier again from its "
+                   "source (the row was written before the input bounds, or not by the hub)",
+            source="canonical", topic=self.topics.canonical.get_topic_name(),
+            partition=partition if partition >= 0 else None, offset=offset if offset >= 0 else None,
+            event_id=self._printable_key(key),
+        ))
+
+    def _printable_key(self, key: Any) -> str | None:
+        """The row's dossier code when it is one the bounds accept (a forged key may hold anything)."""
+        try:
+            code = bytes(key).decode("utf-8")
+            self.bounds.check_code(code, "key", "dossier")
+        except Exception:  # noqa: BLE001 - not a code: the partition and offset identify the row
+            return None
+        return code
+
+    async def flush_dead_letters(self) -> None:
+        """Send the dead letters that synchronous code (a rebuild) queued."""
+        while self.pending_dead_letters:
+            await self.dead_letter(self.pending_dead_letters.pop(0))
 
     def rebuild_catalogue(self) -> None:
         """The catalogue, from the ``catalogue`` table rows of the active partitions.
 
         Catalogue entries are broadcast to every partition of the canonical topic (see
-        :mod:`streams.agents.normalizer`), so each partition holds the whole catalogue.
+        :mod:`streams.agents.normalizer`), so each partition holds the whole catalogue. A row that
+        cannot be read is left out (:meth:`_skip_row`).
         """
         from schemas.events import CatalogueEntry
 
         cat = Catalogue()
-        for raw in self.catalogue_table.values():
+        for key, raw in self.catalogue_table.items():
             if raw is None:
                 continue
-            rec = orjson.loads(raw)
-            if rec["p"] in self.active:
-                cat.add(CatalogueEntry.model_validate(rec["e"]))
+            try:
+                rec = orjson.loads(raw)
+                if rec["p"] in self.active:
+                    cat.add(CatalogueEntry.model_validate(rec["e"]))
+            except Exception as exc:  # noqa: BLE001 - as for dossier rows
+                self._skip_row("catalogue", key, raw, exc)
         self.catalogue = cat
         self.aggregates.set_catalogue(cat)
 
@@ -264,7 +337,12 @@ class HubRuntime:
         from streams.merged import merged_gauges
 
         self.refresh_stale()
-        return [*self.aggregates.prometheus_samples(now), *merged_gauges(self, now)]
+        window = self.metric_window(now)
+        return [*self.aggregates.prometheus_samples(now, window), *merged_gauges(self, now, window)]
+
+    def metric_window(self, now: datetime) -> frozenset[str]:
+        """The periods ``/metrics`` exports: now's year and ``metrics.years_back`` years before it."""
+        return metric_window(now.astimezone(LOCAL_TZ).year, self.settings.metrics.years_back)
 
     def state_dossiers(self) -> int:
         """Dossiers (with a one-stop view) in this worker's active partitions."""
@@ -296,6 +374,7 @@ class HubRuntime:
             "caught_up": self.ready and self.lag_known and all(v == 0 for v in self._lag.values()),
             "partials_pending": len(self.dirty),
             "send_failures": self.send_failures,
+            "skipped_rows": self.skipped_rows,
         }
 
     # ------------------------------------------------------------------ timers
@@ -305,6 +384,7 @@ class HubRuntime:
         if not self.ready:
             return 0
         self.refresh_stale()
+        await self.flush_dead_letters()
         if full or time.monotonic() - self._last_full_publish >= self.settings.worker.partials_full_refresh_s:
             self._last_full_publish = time.monotonic()
             keys = {(p, u) for p in self.active for u in self.units_by_partition.get(p, set())}
@@ -517,7 +597,7 @@ def create_app(settings: Settings) -> faust.App:
     for source in topics.raw:
         normalizer.register(app, rt, source)
     dossier_state.register(app, rt)
-    partials.register(app, rt)
+    rt.callbacks = partials.register(app, rt)
     register_views(app, rt)
     return app
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -139,22 +139,27 @@ class PartialsReader:
             cons.close()
 
 
-def gauge_periods(merged: dict[str, Counter[str]], now: datetime) -> list[str]:
-    """Periods that get merged gauges: now's month, quarter and year, and the latest periods that received dossiers."""
+def gauge_periods(merged: dict[str, Counter[str]], now: datetime, window: Container[str] | None = None) -> list[str]:
+    """Periods that get merged gauges: now's month, quarter and year, and the latest periods that received dossiers.
+
+    Only periods in ``window`` (``HubRuntime.metric_window``) are candidates: a dossier dated ahead
+    of today must not take the place of the latest real periods.
+    """
     found: dict[str, set[str]] = {"month": set(), "quarter": set(), "year": set()}
     for counts in merged.values():
         for key, n in counts.items():
             # Periods with dossiers received: open_end keys run on to now for every open dossier.
             if n and key.startswith("received|"):
                 per = split_key(key)[3]
-                found[period_kind(per)].add(per)
+                if window is None or per in window:
+                    found[period_kind(per)].add(per)
     out = set(periods_of_date(now.astimezone(TZ).date()))
     for kind, pers in found.items():
         out.update(sorted(pers)[-RECENT_PERIODS[kind]:])
     return sorted(out)
 
 
-def merged_gauges(rt: Any, now: datetime) -> Iterable[Any]:
+def merged_gauges(rt: Any, now: datetime, window: Container[str] | None = None) -> Iterable[Any]:
     """The merged samples (``(spec, labels, value)``) of ``rt``'s reader, or nothing while it catches up."""
     from streams.domain.report import merged_samples
 
@@ -163,4 +168,4 @@ def merged_gauges(rt: Any, now: datetime) -> Iterable[Any]:
     if merged is None:
         return []
     return list(merged_samples(merged, rt.catalogue, rt.units, now, rt.settings.kpi,
-                               periods=gauge_periods(merged, now)))
+                               periods=gauge_periods(merged, now, window)))

@@ -50,6 +50,7 @@ from schemas.events import (
 )
 from schemas.raw import RawRecord
 from schemas.units import UnitRegistry
+from streams.bounds import CATALOGUE_SINCE_EVER, CodeKind, InputBounds, default_bounds
 
 __all__ = [
     "MAX_PROGRESS_STEPS",
@@ -131,6 +132,20 @@ def parse_compact(value: Any, field: str) -> datetime | None:
         raise Rejected("schema", f"{field} {s!r} is not a real date/time") from None
 
 
+def _date(value: Any, field: str, b: InputBounds) -> datetime | None:
+    """:func:`parse_compact`, then the plausible range (before anything formats or shifts the date)."""
+    dt = parse_compact(value, field)
+    b.check_date(dt, field)
+    return dt
+
+
+def _iso(value: Any, field: str, b: InputBounds) -> datetime | None:
+    """:func:`_parse_iso`, then the plausible range (before anything formats or shifts the date)."""
+    dt = _parse_iso(value, field)
+    b.check_date(dt, field)
+    return dt
+
+
 def _parse_iso(value: Any, field: str) -> datetime | None:
     """ISO-8601 with offset (a naive value is taken as local time); ``""``/``None`` -> ``None``."""
     if value is None:
@@ -160,10 +175,16 @@ def fmt_compact(dt: datetime | None) -> str:
 
 
 def _int(value: Any, field: str) -> int:
-    if type(value) is int:
-        return value
+    """A non-negative integer (or its digits); bounded, so it fits every JSON reader and orjson."""
     if type(value) is str and value.strip().isdigit() and value.strip().isascii():
-        return int(value.strip())
+        digits = value.strip()
+        # int() of thousands of digits raises (and costs); 2**53 has 16 digits.
+        if len(digits) > 16:
+            raise Rejected("out_of_range", f"{field} must be an integer 0..2**53, got one of {len(digits)} digits")
+        value = int(digits)
+    if type(value) is int:
+        InputBounds.check_int(value, field)
+        return value
     raise Rejected("schema", f"{field} must be an integer, got {type(value).__name__}")
 
 
@@ -199,19 +220,25 @@ def _text(value: Any, field: str, max_len: int = 2_000) -> str:
         raise Rejected("schema", f"{field} must be text, got {type(value).__name__}")
     if len(value) > max_len:
         raise Rejected("too_large", f"{field} is {len(value)} characters; at most {max_len} are accepted")
+    if not value.isprintable():
+        # Control characters (a CR/LF that forges a log line, an ANSI escape) never pass into an event.
+        value = "".join(c if c.isprintable() else " " for c in value)
     # NFD sources exist: compare and store only NFC. is_normalized is a fast check for the usual case.
     return value.strip() if unicodedata.is_normalized("NFC", value) else unicodedata.normalize("NFC", value).strip()
 
 
-def _code(value: Any, field: str, max_len: int) -> str:
+def _code(value: Any, field: str, kind: CodeKind, b: InputBounds) -> str:
+    """A code (MaHoSo, MaDonVi, MaTTHC, MaLinhVuc): stripped, NFC, in the safe charset of ``bounds``."""
     if type(value) is int:
         value = str(value)
     if type(value) is not str or not value.strip():
         raise Rejected("missing_key" if value in (None, "") else "schema", f"{field} is required (a non-empty code)")
     s = value.strip()
-    if len(s) > max_len:
-        raise Rejected("schema", f"{field} is longer than {max_len} characters")
-    return s if s.isascii() else unicodedata.normalize("NFC", s)
+    if len(s) > 200:
+        raise Rejected("schema", f"{field} is {len(s)} characters long; codes are short")
+    s = s if s.isascii() else unicodedata.normalize("NFC", s)
+    b.check_code(s, field, kind)
+    return s
 
 
 def _flag(value: Any, field: str) -> bool:
@@ -252,33 +279,40 @@ def _has_file_link(items: Any) -> bool:
 _M = TypeVar("_M", bound=BaseModel)
 
 
-def _build(model: type[_M], **fields: Any) -> _M:
-    """Validate the mapped fields into the model (pydantic-core does it in Rust: as fast as model_construct)."""
+def _build(model: type[_M], bounds: InputBounds, **fields: Any) -> _M:
+    """Validate the mapped fields into the model (pydantic-core does it in Rust: as fast as model_construct).
+
+    Then every date, number and code of the event against ``bounds`` (:meth:`InputBounds.check_event`).
+    """
     try:
-        return model.model_validate(fields)
+        ev = model.model_validate(fields)
     except ValidationError as exc:
         # Field names and error types only: the input values may be personal data.
         where = "; ".join(f"{'.'.join(str(x) for x in e['loc'])}: {e['type']}" for e in exc.errors()[:5])
         raise Rejected("schema", f"{model.__name__} invalid ({where})") from None
+    bounds.check_event(ev)
+    return ev
 
 
 # --------------------------------------------------------------------------- one-stop dossiers
 
 
-def normalize_motcua(rec: RawRecord, registry: UnitRegistry) -> DossierEvent:
+def normalize_motcua(rec: RawRecord, registry: UnitRegistry, bounds: InputBounds | None = None) -> DossierEvent:
     """One-stop snapshot (DongBoHoSoMC fields) -> :class:`DossierEvent` (see the module docstring)."""
+    b = bounds or default_bounds()
     p = rec.payload
     g = p.get
-    ma = _code(g("MaHoSo"), "MaHoSo", 100)
+    ma = _code(g("MaHoSo"), "MaHoSo", "dossier", b)
     version = _int(g("PhienBan"), "PhienBan")
-    updated = parse_compact(g("NgayCapNhat"), "NgayCapNhat")
+    b.check_version(version)
+    updated = _date(g("NgayCapNhat"), "NgayCapNhat", b)
     if updated is None:
         raise Rejected("schema", "NgayCapNhat (the snapshot's change time) is required")
-    unit_raw = _code(g("MaDonVi"), "MaDonVi", 10)
+    unit_raw = _code(g("MaDonVi"), "MaDonVi", "unit", b)
     unit = registry.resolve(unit_raw)
     if unit is None:
         raise Rejected("unknown_unit", f"MaDonVi {unit_raw!r} is not in the unit registry; add it or fix the source")
-    proc = _code(g("MaTTHC"), "MaTTHC", 60)
+    proc = _code(g("MaTTHC"), "MaTTHC", "procedure", b)
     level_raw = _level(g("MucDo"))
     kenh = g("KenhThucHien")
     channel: Channel | None
@@ -306,7 +340,7 @@ def normalize_motcua(rec: RawRecord, registry: UnitRegistry) -> DossierEvent:
             if type(step) is not dict:
                 raise Rejected("schema", f"QuaTrinhXuLy[{i}] must be an object")
             st = _status(step.get("TrangThai"), f"QuaTrinhXuLy[{i}].TrangThai")
-            at = parse_compact(step.get("ThoiDiemXuLy"), f"QuaTrinhXuLy[{i}].ThoiDiemXuLy")
+            at = _date(step.get("ThoiDiemXuLy"), f"QuaTrinhXuLy[{i}].ThoiDiemXuLy", b)
             if at is None:
                 raise Rejected("schema", f"QuaTrinhXuLy[{i}].ThoiDiemXuLy is required")
             if st == 5:
@@ -329,7 +363,7 @@ def normalize_motcua(rec: RawRecord, registry: UnitRegistry) -> DossierEvent:
     paid_code = _int(paid, "DuocThanhToanTrucTuyen") if paid not in (None, "") else 0
 
     return _build(
-        DossierEvent,
+        DossierEvent, b,
         event_id=f"{rec.source}:{ma}:{version}"[:200],
         source=rec.source,
         ma_ho_so=ma,
@@ -343,12 +377,12 @@ def normalize_motcua(rec: RawRecord, registry: UnitRegistry) -> DossierEvent:
         level=_LEVELS[level_raw],
         channel=channel,
         status=status,
-        submitted_at=parse_compact(g("NgayNopHoSo"), "NgayNopHoSo"),
-        received_at=parse_compact(g("NgayTiepNhan"), "NgayTiepNhan"),
-        due_at=parse_compact(g("NgayHenTra"), "NgayHenTra"),
-        finished_at=parse_compact(g("NgayKetThucXuLy"), "NgayKetThucXuLy"),
-        returned_at=parse_compact(g("NgayTra"), "NgayTra"),
-        refused_at=parse_compact(g("NgayTuChoi"), "NgayTuChoi"),
+        submitted_at=_date(g("NgayNopHoSo"), "NgayNopHoSo", b),
+        received_at=_date(g("NgayTiepNhan"), "NgayTiepNhan", b),
+        due_at=_date(g("NgayHenTra"), "NgayHenTra", b),
+        finished_at=_date(g("NgayKetThucXuLy"), "NgayKetThucXuLy", b),
+        returned_at=_date(g("NgayTra"), "NgayTra", b),
+        refused_at=_date(g("NgayTuChoi"), "NgayTuChoi", b),
         updated_at=updated,
         paid_online=paid_code in (1, 2),
         digitised=_flag(g("HoSoCoThanhPhanSoHoa"), "HoSoCoThanhPhanSoHoa"),
@@ -363,7 +397,7 @@ def normalize_motcua(rec: RawRecord, registry: UnitRegistry) -> DossierEvent:
 # --------------------------------------------------------------------------- QLVB documents
 
 
-def normalize_qlvb(rec: RawRecord) -> DocumentEvent:
+def normalize_qlvb(rec: RawRecord, bounds: InputBounds | None = None) -> DocumentEvent:
     """A QLVB ``SuKien`` -> :class:`DocumentEvent`.
 
     The payload is the event's attributes (``id``, ``loai``, ``thoi_diem``) with the ``VanBan``
@@ -371,6 +405,7 @@ def normalize_qlvb(rec: RawRecord) -> DocumentEvent:
     ``"HoSoLienQuan": {"ma_ho_so": ...}`` or a flat ``"ma_ho_so"``. The summary (``trich_yeu``) and
     the signer are not kept: they can name people.
     """
+    b = bounds or default_bounds()
     p = rec.payload
     vb = p.get("VanBan")
     if vb is None:
@@ -381,7 +416,7 @@ def normalize_qlvb(rec: RawRecord) -> DocumentEvent:
     if hs is not None and type(hs) is not dict:
         raise Rejected("schema", "HoSoLienQuan must be an object")
     ma_raw = hs.get("ma_ho_so") if hs is not None else p.get("ma_ho_so")
-    ma = _code(ma_raw, "HoSoLienQuan.ma_ho_so", 100) if ma_raw not in (None, "") else None
+    ma = _code(ma_raw, "HoSoLienQuan.ma_ho_so", "dossier", b) if ma_raw not in (None, "") else None
     raw_id = p.get("id", p.get("Id"))
     if raw_id in (None, ""):
         raise Rejected("missing_key", "SuKien id is required")
@@ -392,19 +427,19 @@ def normalize_qlvb(rec: RawRecord) -> DocumentEvent:
     doc_kind = _DOC_KINDS.get(kind.strip().upper())
     if doc_kind is None:
         raise Rejected("unknown_status", f"SuKien loai {kind[:20]!r} is not one of {sorted(_DOC_KINDS)}")
-    at = _parse_iso(p.get("thoi_diem"), "SuKien.thoi_diem")
+    at = _iso(p.get("thoi_diem"), "SuKien.thoi_diem", b)
     if at is None:
         raise Rejected("schema", "SuKien thoi_diem is required")
     unit = vb.get("ma_don_vi")
     return _build(
-        DocumentEvent,
+        DocumentEvent, b,
         event_id=f"{rec.source}:{doc_id}",
         source=rec.source,
         ma_ho_so=ma,
         doc_event_id=doc_id,
         kind=doc_kind,
         at=at,
-        unit_code=_code(unit, "VanBan.ma_don_vi", 10) if unit not in (None, "") else None,
+        unit_code=_code(unit, "VanBan.ma_don_vi", "unit", b) if unit not in (None, "") else None,
         document_number=_text(vb.get("so_ky_hieu"), "VanBan.so_ky_hieu", 200),
         signed=_flag(vb.get("ky_so"), "VanBan.ky_so"),
     )
@@ -413,11 +448,12 @@ def normalize_qlvb(rec: RawRecord) -> DocumentEvent:
 # --------------------------------------------------------------------------- portal items
 
 
-def normalize_portal(rec: RawRecord, registry: UnitRegistry) -> PortalEvent:
+def normalize_portal(rec: RawRecord, registry: UnitRegistry, bounds: InputBounds | None = None) -> PortalEvent:
     """An item of the portal's ``hoso-truc-tuyen`` feed -> :class:`PortalEvent`."""
+    b = bounds or default_bounds()
     p = rec.payload
-    ma = _code(p.get("ma_ho_so"), "ma_ho_so", 100)
-    unit_raw = _code(p.get("ma_don_vi"), "ma_don_vi", 10)
+    ma = _code(p.get("ma_ho_so"), "ma_ho_so", "dossier", b)
+    unit_raw = _code(p.get("ma_don_vi"), "ma_don_vi", "unit", b)
     unit = registry.resolve(unit_raw)
     if unit is None:
         raise Rejected("unknown_unit", f"ma_don_vi {unit_raw!r} is not in the unit registry; add it or fix the source")
@@ -427,7 +463,7 @@ def normalize_portal(rec: RawRecord, registry: UnitRegistry) -> PortalEvent:
     portal_status = _PORTAL_STATUS.get(status.strip())
     if portal_status is None:
         raise Rejected("unknown_status", f"trang_thai {status[:30]!r} is not one of {sorted(_PORTAL_STATUS)}")
-    updated = _parse_iso(p.get("cap_nhat_luc"), "cap_nhat_luc")
+    updated = _iso(p.get("cap_nhat_luc"), "cap_nhat_luc", b)
     if updated is None:
         raise Rejected("schema", "cap_nhat_luc is required")
     muc_do = p.get("muc_do")
@@ -447,22 +483,22 @@ def normalize_portal(rec: RawRecord, registry: UnitRegistry) -> PortalEvent:
         if form is not None and type(form) is not str:
             raise Rejected("schema", "thanh_toan.hinh_thuc must be text")
         paid_online = (form or "").strip().upper() == "TRUC_TUYEN"
-        paid_at = _parse_iso(pay.get("thoi_diem"), "thanh_toan.thoi_diem")
+        paid_at = _iso(pay.get("thoi_diem"), "thanh_toan.thoi_diem", b)
     satisfied = None
     rated_at = None
     if rating:
         hl = rating.get("hai_long")
         satisfied = _flag(hl, "danh_gia.hai_long") if hl is not None else None
-        rated_at = _parse_iso(rating.get("thoi_diem"), "danh_gia.thoi_diem")
+        rated_at = _iso(rating.get("thoi_diem"), "danh_gia.thoi_diem", b)
     return _build(
-        PortalEvent,
+        PortalEvent, b,
         event_id=f"{rec.source}:{ma}:{fmt_compact(updated)}",
         source=rec.source,
         ma_ho_so=ma,
-        procedure_code=_code(p.get("ma_tthc"), "ma_tthc", 60) if p.get("ma_tthc") not in (None, "") else "",
+        procedure_code=_code(p.get("ma_tthc"), "ma_tthc", "procedure", b) if p.get("ma_tthc") not in (None, "") else "",
         unit_code=unit.code,
         level_raw=_level(muc_do, "muc_do") if muc_do not in (None, "") else None,
-        submitted_at=_parse_iso(p.get("thoi_diem_nop"), "thoi_diem_nop"),
+        submitted_at=_iso(p.get("thoi_diem_nop"), "thoi_diem_nop", b),
         portal_status=portal_status,
         paid_amount=amount,
         paid_online=paid_online,
@@ -476,19 +512,19 @@ def normalize_portal(rec: RawRecord, registry: UnitRegistry) -> PortalEvent:
 # --------------------------------------------------------------------------- catalogue rows
 
 
-def _catalogue_unit(rec: RawRecord) -> str | None:
+def _catalogue_unit(rec: RawRecord, b: InputBounds) -> str | None:
     p = rec.payload
     for k in ("MaDonVi", "ma_don_vi"):
         v = p.get(k)
         if v not in (None, ""):
-            return _code(v, k, 10)
+            return _code(v, k, "unit", b)
     if "|" in rec.key:
         return rec.key.split("|", 1)[0].strip() or None
     tail = rec.instance.rsplit("-", 1)[-1]
     return tail if tail.isdigit() else None
 
 
-def normalize_catalogue(rec: RawRecord, registry: UnitRegistry) -> CatalogueEntry:
+def normalize_catalogue(rec: RawRecord, registry: UnitRegistry, bounds: InputBounds | None = None) -> CatalogueEntry:
     """A catalogue row (one-stop or portal ``thutuc``) -> :class:`CatalogueEntry`.
 
     The unit is the payload's ``MaDonVi``/``ma_don_vi``, else the key's ``"<unit>|<MaTTHC>"`` prefix,
@@ -496,18 +532,19 @@ def normalize_catalogue(rec: RawRecord, registry: UnitRegistry) -> CatalogueEntr
     "valid since ever" (2000-01-01).
     """
     p = rec.payload
-    unit_raw = _catalogue_unit(rec)
+    b = bounds or default_bounds()
+    unit_raw = _catalogue_unit(rec, b)
     if unit_raw is None:
         raise Rejected("missing_key", "catalogue row has no unit: set MaDonVi or key it '<unit>|<MaTTHC>'")
     unit = registry.resolve(unit_raw)
     if unit is None:
         raise Rejected("unknown_unit", f"unit {unit_raw!r} is not in the unit registry; add it or fix the source")
-    proc = _code(p.get("MaTTHC", p.get("ma_tthc")), "MaTTHC", 60)
+    proc = _code(p.get("MaTTHC", p.get("ma_tthc")), "MaTTHC", "procedure", b)
     level_raw = _level(p.get("MucDo", p.get("muc_do")))
-    valid_from = _parse_iso(p.get("HieuLucTu"), "HieuLucTu") or datetime(2000, 1, 1, tzinfo=TZ)
-    valid_to = _parse_iso(p.get("HieuLucDen"), "HieuLucDen")
+    valid_from = _iso(p.get("HieuLucTu"), "HieuLucTu", b) or CATALOGUE_SINCE_EVER
+    valid_to = _iso(p.get("HieuLucDen"), "HieuLucDen", b)
     return _build(
-        CatalogueEntry,
+        CatalogueEntry, b,
         event_id=f"{rec.source}:{unit.code}:{proc}:{fmt_compact(valid_from)}"[:200],
         source=rec.source,
         unit_code=unit.code,
@@ -522,20 +559,20 @@ def normalize_catalogue(rec: RawRecord, registry: UnitRegistry) -> CatalogueEntr
     )
 
 
-def normalize(rec: RawRecord, registry: UnitRegistry) -> CanonicalOut:
+def normalize(rec: RawRecord, registry: UnitRegistry, bounds: InputBounds | None = None) -> CanonicalOut:
     """Dispatch on ``rec.kind``; anything unexpected becomes ``Rejected("unexpected")`` with the error type."""
     try:
         if rec.kind == "dossier":
-            return normalize_motcua(rec, registry)
+            return normalize_motcua(rec, registry, bounds)
         if rec.kind == "document":
-            return normalize_qlvb(rec)
+            return normalize_qlvb(rec, bounds)
         if rec.kind == "portal":
-            return normalize_portal(rec, registry)
+            return normalize_portal(rec, registry, bounds)
         if rec.kind == "catalogue":
-            return normalize_catalogue(rec, registry)
+            return normalize_catalogue(rec, registry, bounds)
     except Rejected:
         raise
-    except (TypeError, ValueError, AttributeError, KeyError) as exc:
+    except (TypeError, ValueError, AttributeError, KeyError, ArithmeticError) as exc:
         # A mapper bug must not stop the agent; the type (not the message, which may quote data) is enough.
         raise Rejected("unexpected", f"mapper error {type(exc).__name__}; report it with the event id") from None
     raise Rejected("schema", f"unknown record kind {rec.kind!r}")

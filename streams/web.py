@@ -20,12 +20,13 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from schemas.figures import split_key
+from streams.guard import exit_on_error
 
 if TYPE_CHECKING:
     import faust
@@ -55,24 +56,42 @@ def figures_body(rt: HubRuntime, unit: str | None, period: str | None) -> dict[s
     }
 
 
-def register_views(app: faust.App, rt: HubRuntime) -> None:
-    """Mount the views on ``app``'s web server."""
+View = Callable[[Any, Any], Awaitable[Any]]
 
-    @app.page("/metrics")
+
+def _failed(web: Any, _request: Any) -> Any:
+    return web.text("internal error: the worker is exiting to be restarted\n", status=500)
+
+
+def register_views(app: faust.App, rt: HubRuntime) -> None:
+    """Mount the views on ``app``'s web server, each under :func:`streams.guard.exit_on_error`.
+
+    A view fails only when the worker's own state does (a collector that raises on every scrape
+    would leave a running process that Prometheus cannot read): the worker exits to be restarted.
+    Query parameters are checked and answered with a 4xx, never an exception.
+    """
+
+    def page(path: str) -> Callable[[View], View]:
+        def mount(view: View) -> View:
+            app.page(path)(exit_on_error(app, f"web view {path}", fallback=_failed)(view))
+            return view
+        return mount
+
+    @page("/metrics")
     async def metrics(web: Any, _request: Any) -> Any:
         return web.bytes(generate_latest(rt.registry), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
-    @app.page("/healthz")
+    @page("/healthz")
     async def healthz(web: Any, _request: Any) -> Any:
         if rt.ready:
             return web.text("ok\n")
         return web.text("rebalancing\n", status=503)
 
-    @app.page("/api/v1/status")
+    @page("/api/v1/status")
     async def status(web: Any, _request: Any) -> Any:
         return web.json(rt.status())
 
-    @app.page("/api/v1/figures")
+    @page("/api/v1/figures")
     async def figures(web: Any, request: Any) -> Any:
         q = request.query
         unit = (q.get("unit") or "").strip()

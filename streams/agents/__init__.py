@@ -10,6 +10,8 @@
 
 Adding an agent: write ``streams/agents/<name>.py`` with ``register(app, rt)`` that decorates an
 ``async def`` with ``app.agent(topic, name=..., concurrency=1)`` (always 1: faust issue #606),
-catches every exception per event into :meth:`streams.app.HubRuntime.dead_letter`, and call it
-from :func:`streams.app.create_app`. See ``docs/streams.md``.
+catches every exception per event into :meth:`streams.app.HubRuntime.dead_letter`, wraps the
+agent body (and any timer or callback) in :func:`streams.guard.exit_on_error` so that whatever
+still escapes exits the worker instead of leaving it half-alive, and call it from
+:func:`streams.app.create_app`. See ``docs/streams.md``.
 """

@@ -50,9 +50,10 @@ from faust.streams import _current_event
 from pydantic import ValidationError
 
 from hub.deadletter import DeadLetter
-from schemas.events import CatalogueEntry, DossierEvent
+from schemas.events import CatalogueEntry, DocumentEvent, DossierEvent
 from streams.domain.state import apply, view
-from streams.normalize import progress_rows, to_national
+from streams.guard import exit_on_error
+from streams.normalize import Rejected, progress_rows, to_national
 from streams.topics import decode_canonical
 
 if TYPE_CHECKING:
@@ -130,19 +131,43 @@ async def _apply_catalogue(rt: HubRuntime, entry: CatalogueEntry, partition: int
     if old is not None and orjson.loads(old)["e"] == body:
         rt.metrics.state_applies.labels(outcome="duplicate").inc()
         return
-    rt.catalogue_table[key] = orjson.dumps({"p": partition, "o": offset, "e": body})
+    value = orjson.dumps({"p": partition, "o": offset, "e": body})
+    # The catalogue adds the row whole or raises before changing anything: add first, then write,
+    # so that an entry it cannot take is a dead letter and not a table row the figures never saw.
     # A changed catalogue makes this worker's partitions stale; the partials timer rebuilds them.
     rt.catalogue.add(entry)
+    rt.catalogue_table[key] = value
     rt.metrics.state_applies.labels(outcome="applied").inc()
 
 
+def _check(rt: HubRuntime, ev: Any) -> None:
+    """The normaliser's bounds again, and known units: the canonical topic is not only the normaliser's.
+
+    Anyone who can produce to the canonical topic (a bug, a replay tool, a forged record) reaches
+    the state here; so every date, version and code is held to :class:`streams.bounds.InputBounds`
+    and every counted unit must be in the registry, as at the edge.
+    """
+    rt.bounds.check_event(ev)
+    unit = getattr(ev, "unit_code", None)
+    if unit and not isinstance(ev, DocumentEvent) and rt.units.resolve(unit) is None:
+        raise Rejected("unknown_unit", "the unit code of this canonical event is not in the unit registry; "
+                       "canonical events come from the normaliser, which refuses unknown units")
+
+
 async def handle(rt: HubRuntime, event: Any) -> None:
-    """Apply one canonical event; never raises."""
+    """Apply one canonical event; never raises.
+
+    Everything that can fail (decoding, the bounds, the new state, its view, the planned change of
+    the figures, the serialised row and outbox item) is computed first; only then are the table
+    row written and the figures committed, two steps that cannot fail on the event's data. So a
+    bad event leaves table and figures as they were, and becomes a dead letter.
+    """
     msg = event.message
     partition, offset = int(msg.partition), int(msg.offset)
     rt.metrics.records_in.labels(agent=AGENT).inc()
     try:
         ev = decode_canonical(event.value)
+        _check(rt, ev)
         if isinstance(ev, CatalogueEntry):
             await _apply_catalogue(rt, ev, partition, offset)
             return
@@ -162,13 +187,17 @@ async def handle(rt: HubRuntime, event: Any) -> None:
             else:
                 rt.metrics.state_applies.labels(outcome=_outcome_of_noop(ev, old_view)).inc()
             return
-        rt.dossiers[key] = orjson.dumps({"p": partition, "o": offset, "s": new_state})
-        new_view = view(new_state)
-        changed_units = rt.aggregates.apply_change(partition, old_view, new_view)
+        change = rt.aggregates.plan_change(partition, old_view, view(new_state))
+        row = orjson.dumps({"p": partition, "o": offset, "s": new_state})
+        outbox = _outbox_of(rt, ev) if isinstance(ev, DossierEvent) else None
+        rt.dossiers[key] = row
+        changed_units = rt.aggregates.commit(change)
         rt.mark(partition, changed_units)
         rt.metrics.state_applies.labels(outcome="applied").inc()
-        if isinstance(ev, DossierEvent):  # the one-stop view changed: a new snapshot version
-            await _send_outbox(rt, ev)
+        if outbox is not None:  # the one-stop view changed: a new snapshot version
+            await _send(rt, ev.ma_ho_so, outbox)
+    except Rejected as exc:
+        await _dead(rt, msg, exc.reason, exc.detail + " (a canonical event the normaliser would have refused)")
     except ValidationError as exc:
         await _dead(rt, msg, "schema", "canonical event does not match schemas.events: "
                     + "; ".join(e["msg"] for e in exc.errors(include_url=False, include_input=False)[:3])
@@ -182,10 +211,17 @@ async def handle(rt: HubRuntime, event: Any) -> None:
             rt.metrics.latency.labels(agent=AGENT).observe(max(0.0, time.time() - ts))
 
 
-async def _send_outbox(rt: HubRuntime, ev: DossierEvent) -> None:
-    record = outbox_record(ev, rt.clock(), id_number_hash=rt.settings.portal.send_id_number)
-    await rt.send(rt.topics.outbox.get_topic_name(), ev.ma_ho_so.encode(), record)
+def _outbox_of(rt: HubRuntime, ev: DossierEvent) -> bytes:
+    return outbox_record(ev, rt.clock(), id_number_hash=rt.settings.portal.send_id_number)
+
+
+async def _send(rt: HubRuntime, ma_ho_so: str, record: bytes) -> None:
+    await rt.send(rt.topics.outbox.get_topic_name(), ma_ho_so.encode(), record)
     rt.metrics.records_out.labels(agent=AGENT).inc()
+
+
+async def _send_outbox(rt: HubRuntime, ev: DossierEvent) -> None:
+    await _send(rt, ev.ma_ho_so, _outbox_of(rt, ev))
 
 
 async def _dead(rt: HubRuntime, msg: Any, reason: str, detail: str) -> None:
@@ -221,9 +257,13 @@ def register(app: faust.App, rt: HubRuntime) -> Any:
     async def on_dossiers_recovered() -> None:
         # Called by faust after every table is restored from its changelog and before the stream
         # partitions resume: the only point where tables and figures are known to agree. Rebuilds
-        # the catalogue (from the catalogue table) too.
+        # the catalogue (from the catalogue table) too. A row it cannot count is skipped and its
+        # dead letter queued (HubRuntime._skip_row; the partials timer sends it once the worker runs:
+        # nothing is produced from inside faust's recovery); anything else exits the worker (the
+        # guard below), because faust would swallow it and leave the worker never ready.
         rt.rebuild(active_partitions())
 
-    app.on_partitions_revoked.connect(on_revoked)
-    rt.dossiers.on_recover(on_dossiers_recovered)
-    return app.agent(rt.topics.canonical, name=AGENT, concurrency=1)(dossier_state)
+    app.on_partitions_revoked.connect(exit_on_error(app, "on_partitions_revoked receiver")(on_revoked))
+    rt.dossiers.on_recover(exit_on_error(app, "table recovery hook (rebuild of the figures)")(on_dossiers_recovered))
+    return app.agent(rt.topics.canonical, name=AGENT, concurrency=1)(exit_on_error(app, f"agent {AGENT}")(
+        dossier_state))

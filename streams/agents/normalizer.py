@@ -39,6 +39,7 @@ from pydantic import ValidationError
 from hub.deadletter import DeadLetter
 from schemas.events import CatalogueEntry
 from schemas.raw import RawRecord
+from streams.guard import exit_on_error
 from streams.normalize import Rejected, normalize
 from streams.topics import encode_canonical
 
@@ -86,7 +87,7 @@ async def handle(rt: HubRuntime, agent: str, source_topic: str, event: Any) -> b
             reason, detail = "too_large", f"record of {len(value)} bytes exceeds {MAX_RECORD_BYTES}"
         else:
             rec = RawRecord.model_validate_json(value)
-            out = normalize(rec, rt.units)
+            out = normalize(rec, rt.units, rt.bounds)
             canonical = rt.topics.canonical.get_topic_name()
             if isinstance(out, CatalogueEntry):
                 # Broadcast: every partition's counters need every unit's catalogue (fees, paper
@@ -137,5 +138,6 @@ def register(app: faust.App, rt: HubRuntime, source: str) -> Any:
             for event in batch:
                 await handle(rt, name, topic_name, event)
 
-    # concurrency=1: faust #606 commits past in-flight messages with more.
-    return app.agent(topic, name=name, concurrency=1)(normalize_agent)
+    # concurrency=1: faust #606 commits past in-flight messages with more. handle() never raises, so
+    # whatever escapes the loop is the worker's failure, not a record's: exit (streams.guard).
+    return app.agent(topic, name=name, concurrency=1)(exit_on_error(app, f"agent {name}")(normalize_agent))

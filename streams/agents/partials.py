@@ -15,7 +15,12 @@ publishes the same numbers, and nothing here needs at-least-once delivery.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
+
+from aiokafka.errors import KafkaError, KafkaTimeoutError
+
+from streams.guard import exit_on_error
 
 if TYPE_CHECKING:
     import faust
@@ -25,16 +30,27 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def register(app: faust.App, rt: HubRuntime) -> None:
-    """Register the partials publisher and the lag probe."""
+def register(app: faust.App, rt: HubRuntime) -> dict[str, Callable[[], Awaitable[None]]]:
+    """Register the partials publisher and the lag probe, each under :func:`streams.guard.exit_on_error`.
+
+    Returns the guarded callbacks by name (what faust runs; the tests call them directly).
+    """
 
     w = rt.settings.worker
 
     async def publish_partials() -> None:
         try:
             await rt.publish_partials()
-        except Exception:  # a timer that raises is stopped by faust: log and try again next tick
-            log.exception("could not publish partial figures; retrying in %.0fs", w.partials_interval_s)
+        except KafkaTimeoutError as exc:
+            # The broker is away or slow: the figures are derived, the next tick publishes them.
+            # Anything else is not the broker's doing and exits the worker (the guard below).
+            log.warning("could not publish partial figures (%s); retrying in %.0fs", type(exc).__name__,
+                        w.partials_interval_s)
+        except KafkaError as exc:
+            if not exc.retriable:
+                raise
+            log.warning("could not publish partial figures (%s); retrying in %.0fs", type(exc).__name__,
+                        w.partials_interval_s)
 
     async def measure_lag() -> None:
         await rt.refresh_lag()
@@ -43,6 +59,12 @@ def register(app: faust.App, rt: HubRuntime) -> None:
         # Merged gauges (766, catalogue) on /metrics: read the partials every worker publishes.
         rt.start_partials_reader()
 
-    app.task(start_partials_reader)
-    app.timer(w.partials_interval_s, name="publish_partials")(publish_partials)
-    app.timer(w.lag_interval_s, name="measure_lag")(measure_lag)
+    guarded: dict[str, Callable[[], Awaitable[None]]] = {
+        "start_partials_reader": exit_on_error(app, "task start_partials_reader")(start_partials_reader),
+        "publish_partials": exit_on_error(app, "timer publish_partials")(publish_partials),
+        "measure_lag": exit_on_error(app, "timer measure_lag")(measure_lag),
+    }
+    app.task(guarded["start_partials_reader"])
+    app.timer(w.partials_interval_s, name="publish_partials")(guarded["publish_partials"])
+    app.timer(w.lag_interval_s, name="measure_lag")(guarded["measure_lag"])
+    return guarded

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import bisect
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Container, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
 from functools import lru_cache
@@ -74,6 +74,7 @@ __all__ = [
     "ONLINE_LEVELS",
     "Aggregates",
     "Catalogue",
+    "Change",
     "Group",
     "contributions",
     "timeliness",
@@ -463,6 +464,17 @@ def _current_live(lc: str, g: _LiveGroup, entries: Iterable[_Open], now_ts: int,
             into[keys[i + 1]] += n_over
 
 
+@dataclass(frozen=True, slots=True)
+class Change:
+    """A planned :meth:`Aggregates.commit`: the count keys a view change removes and adds."""
+
+    partition: int
+    old: DossierView | None
+    new: DossierView | None
+    removed: frozenset[Key] | set[Key]
+    added: frozenset[Key] | set[Key]
+
+
 class _Partition:
     __slots__ = ("closed_cache", "dossiers", "dues", "live", "open", "totals")
 
@@ -529,15 +541,29 @@ class Aggregates:
 
     def apply_change(self, partition: int, old: DossierView | None, new: DossierView | None) -> set[str]:
         """Subtract ``old``'s contributions, add ``new``'s; the unit codes whose figures changed."""
-        if old is None and new is None:
-            return set()
-        part = self._part(partition)
+        return self.commit(self.plan_change(partition, old, new))
+
+    def plan_change(self, partition: int, old: DossierView | None, new: DossierView | None) -> Change:
+        """Everything :meth:`commit` needs, computed without changing anything (this is what can raise).
+
+        The state agent plans before it writes the dossier's table row and commits after: a view
+        the counters cannot take (a bug, a forged state) then leaves the table *and* the figures as
+        they were, and the event becomes a dead letter, instead of a table row the figures never saw.
+        """
         cat = self._catalogue
         old_k = contribution_keys(old, cat) if old is not None else set()
         new_k = contribution_keys(new, cat) if new is not None else set()
+        return Change(partition, old, new, old_k - new_k, new_k - old_k)
+
+    def commit(self, change: Change) -> set[str]:
+        """Apply a planned change: dictionary and list updates only, nothing that depends on the data's values."""
+        old, new = change.old, change.new
+        if old is None and new is None:
+            return set()
+        part = self._part(change.partition)
         changed: set[str] = set()
         totals = part.totals
-        for unit, key in old_k - new_k:
+        for unit, key in change.removed:
             c = totals.get(unit)
             if c is None:
                 continue
@@ -547,7 +573,7 @@ class Aggregates:
             else:
                 c.pop(key, None)
             changed.add(unit)
-        for unit, key in new_k - old_k:
+        for unit, key in change.added:
             c = totals.get(unit)
             if c is None:
                 c = totals[unit] = Counter()
@@ -605,12 +631,27 @@ class Aggregates:
         self._parts.pop(partition, None)
         self._built_with.pop(partition, None)
 
-    def rebuild(self, partition: int, views: Iterable[DossierView]) -> None:
-        """Recompute a partition's totals from scratch (recovery, rebalance, catalogue change)."""
+    def rebuild(
+        self, partition: int, views: Iterable[DossierView],
+        on_error: Callable[[DossierView, Exception], None] | None = None,
+    ) -> None:
+        """Recompute a partition's totals from scratch (recovery, rebalance, catalogue change).
+
+        A view the counters cannot take raises, unless ``on_error`` is given: then that view is
+        left out (and handed to ``on_error``) and the rest of the partition is counted, so one
+        bad row can never keep a worker from getting ready.
+        """
         self.drop_partition(partition)
         self._part(partition)
         for v in views:
-            self.apply_change(partition, None, v)
+            try:
+                change = self.plan_change(partition, None, v)
+            except Exception as exc:
+                if on_error is None:
+                    raise
+                on_error(v, exc)
+                continue
+            self.commit(change)
 
     def partitions(self) -> list[int]:
         """Partitions this object holds."""
@@ -704,13 +745,17 @@ class Aggregates:
         return dict(out)
 
     # ------------------------------------------------------------------ prometheus
-    def prometheus_samples(self, now: datetime) -> Iterator[tuple[MetricSpec, dict[str, str], float]]:
+    def prometheus_samples(
+        self, now: datetime, periods: Container[str] | None = None,
+    ) -> Iterator[tuple[MetricSpec, dict[str, str], float]]:
         """Samples of the additive domain metrics over this worker's partitions.
 
         Every sample is a partial sum over this worker's partitions, so Prometheus adds workers up
         (``sum without (instance)``). Ratios (766) and catalogue figures are NOT additive: take them
         from merged counts with :func:`streams.domain.report.merged_samples`. The ``unit`` label
         only holds registry units (a unit the registry does not know is left out, never labelled).
+        ``periods`` (:func:`streams.domain.periods.metric_window`) bounds the ``period`` label: a
+        count of a period outside it stays in the totals and the reports but is not exported.
         """
         merged: dict[str, Counter[str]] = {}
         for p, part in self._parts.items():
@@ -722,6 +767,8 @@ class Aggregates:
                 continue
             for key, value in sorted(counts.items()):
                 metric, level, channel, per, _ = split_key(key)
+                if periods is not None and per not in periods:
+                    continue
                 base = {
                     "unit": unit,
                     "tier": tier,

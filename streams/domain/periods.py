@@ -23,6 +23,7 @@ __all__ = [
     "Period",
     "PeriodKind",
     "local_date",
+    "metric_window",
     "month_end_ts",
     "period_bounds",
     "period_kind",
@@ -71,6 +72,24 @@ def month_end_ts(year: int, month: int) -> int:
     """Epoch seconds of the local midnight that ends ``year-month`` (the next month's first instant)."""
     y, m = (year + 1, 1) if month == 12 else (year, month + 1)
     return int(datetime(y, m, 1, tzinfo=TZ).timestamp())
+
+
+@lru_cache(maxsize=64)
+def metric_window(year: int, years_back: int) -> frozenset[str]:
+    """Every period (months, quarters, years) of ``year`` and the ``years_back`` years before it.
+
+    What ``/metrics`` exports (``metrics.years_back``): 17 periods a year, whatever the input.
+
+    >>> w = metric_window(2021, 1)
+    >>> len(w), "2020-01" in w, "2021-Q4" in w, "2019" in w, "2022-01" in w
+    (34, True, True, False, False)
+    """
+    out: set[str] = set()
+    for y in range(year - years_back, year + 1):
+        out.add(str(y))
+        out.update(f"{y}-Q{q}" for q in range(1, 5))
+        out.update(f"{y}-{m:02d}" for m in range(1, 13))
+    return frozenset(out)
 
 
 def period_kind(period: str) -> PeriodKind:

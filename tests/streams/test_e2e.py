@@ -232,3 +232,84 @@ def test_merged_gauges_equal_the_report_from_the_partials(hub):
                    "merged gauges equal to the report on both workers", [a, b])
     except AssertionError:
         raise AssertionError("merged gauges differ from the report: " + diff(quarter_gauges(a), want)) from None
+
+
+def test_hostile_records_are_dead_letters_and_the_worker_stays_ready_with_figures(hub):
+    """Implausible dates, codes and versions at the edge, a forged canonical event and a table row no
+    current hub writes (on the changelog the worker recovers from): every one a dead letter, the
+    worker ready, the figures of everything else exact, /metrics within its period window.
+
+    Before the bounds and the guarded rebuild, the changelog row alone kept the worker at 503 forever.
+    """
+    from kafka.admin import NewTopic
+
+    from hub.kafka import ensure_topics, producer
+    from schemas.events import DossierEvent
+    from schemas.raw import RawRecord
+    from streams.domain.periods import metric_window
+    from streams.domain.state import apply
+    from streams.topics import DOSSIER_TABLE, changelog_topic, encode_canonical
+
+    from .gen import T0, motcua, raw
+    from .test_agents import canonical_of
+
+    settings, spawn = hub
+    sc = scenario(n_dossiers=40, seed=3)
+    ok = motcua("H56.14767-HOSTILE", "14767", 1, 4, proc="P1", level=4, channel="2", received=T0, due=T0,
+                end=None, updated=T0)
+    hostile: list[tuple[dict[str, Any], str]] = [
+        ({"NgayHenTra": "99991231235959"}, "out_of_range"),
+        ({"NgayTiepNhan": "00010102000000", "QuaTrinhXuLy": []}, "out_of_range"),
+        ({"PhienBan": 10**12}, "out_of_range"),
+        ({"MaHoSo": "H56.14767-\r\nFAKE"}, "schema"),
+    ]
+    for i, (change, reason) in enumerate(hostile):
+        rec = RawRecord.build(source="motcua", instance="motcua-14767", kind="dossier", key=f"hostile-{i}",
+                              version="1", payload={**ok.payload, **change})
+        sc.add("motcua", f"hostile-{i}", raw(rec))
+        sc.poison[raw(rec)] = reason
+    rc = recount(sc)
+
+    # A row of an older hub: finished in year 10001, which the counters cannot place in any period.
+    good = DossierEvent.model_validate_json(canonical_of(raw(ok)))
+    state = apply(None, good)
+    assert state is not None
+    s = list(state["s"])
+    s[6], s[9] = 10, 253402300800 + 86400 * 400
+    changelog = changelog_topic(settings, DOSSIER_TABLE)
+    ensure_topics(settings.kafka, [NewTopic(changelog, PARTITIONS, 1, topic_configs={"cleanup.policy": "compact"})])
+    forged = encode_canonical(good.model_copy(update={"ma_ho_so": "H56.14767-FORGED", "due_at": datetime(
+        9999, 12, 31, tzinfo=TZ)}))
+    prod = producer(settings.kafka, "tests")
+    try:
+        prod.send(changelog, key=b"H56.14767-OLD", partition=0,
+                  value=json.dumps({"p": 0, "o": 7, "s": {**state, "k": "H56.14767-OLD", "s": s}}).encode())
+        canonical_at = prod.send(settings.topics.canonical, key=b"H56.14767-FORGED", value=forged).get(30)
+        prod.flush()
+    finally:
+        prod.close()
+    produce(settings, sc.records)
+
+    w = spawn()
+    wait_until(lambda: caught_up([w], PARTITIONS), 120, "the worker to catch up", [w])
+    status = w.status()
+    assert status is not None
+    assert status["ready"]
+    assert status["skipped_rows"] == 1
+    assert w.get("/healthz").status_code == 200
+
+    now = datetime.now(TZ)
+    got: dict[Any, float] = domain_samples_from_text(w.metrics_text())
+    want = without_zeros(domain_samples_expected(rc, now))
+    assert without_zeros(got) == want, diff(without_zeros(got), want)
+    wait_until(lambda: live_partials(settings) == expected_partials(rc, now), 30, "partials equal to the recount")
+    window = metric_window(now.year, settings.metrics.years_back)
+    assert {dict(k[1]).get("period") for k in got} - {None} <= window
+
+    dls = dead_letters(settings)
+    normalize = Counter(d.reason for d in dls if d.stage == "normalize")
+    assert normalize == Counter(sc.poison.values())
+    # By origin: at-least-once may replay a record (and its dead letter) after a reread.
+    state_letters = {(d.partition, d.offset): d.reason for d in dls if d.stage == "state"}
+    assert state_letters == {(canonical_at.partition, canonical_at.offset): "out_of_range", (0, 7): "unexpected"}
+    assert not any("FAKE" in (d.event_id or "") or "\r" in d.detail for d in dls)
