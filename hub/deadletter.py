@@ -41,6 +41,7 @@ REASONS = (
     "too_deep",
     "missing_key",
     "portal_rejected",
+    "unauthenticated",
     "unexpected",
 )
 

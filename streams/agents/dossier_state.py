@@ -50,6 +50,7 @@ from faust.streams import _current_event
 from pydantic import ValidationError
 
 from hub.deadletter import DeadLetter
+from hub.sync.signing import sign
 from schemas.events import CatalogueEntry, DossierEvent
 from streams.domain.state import apply, view
 from streams.normalize import progress_rows, to_national
@@ -184,7 +185,9 @@ async def handle(rt: HubRuntime, event: Any) -> None:
 
 async def _send_outbox(rt: HubRuntime, ev: DossierEvent) -> None:
     record = outbox_record(ev, rt.clock(), id_number_hash=rt.settings.portal.send_id_number)
-    await rt.send(rt.topics.outbox.get_topic_name(), ev.ma_ho_so.encode(), record)
+    key = ev.ma_ho_so.encode()
+    # Signed over the exact bytes sent: the portal sync pushes nothing it cannot verify.
+    await rt.send(rt.topics.outbox.get_topic_name(), key, record, sign(rt.outbox_key, key, record))
     rt.metrics.records_out.labels(agent=AGENT).inc()
 
 
