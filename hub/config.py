@@ -100,6 +100,24 @@ class KafkaSettings(_Model):
     _embedded_dir: Path | None = PrivateAttr(default=None)
     #: Where a generated outbox signing key lives (the embedded broker's data directory).
     _secrets_dir: Path | None = PrivateAttr(default=None)
+    #: The whole configuration these settings belong to: topic names and app id for the ACLs.
+    _hub: Settings | None = PrivateAttr(default=None)
+
+    @field_validator("users", mode="before")
+    @classmethod
+    def _part_names(cls, value: Any) -> Any:
+        # An environment variable name cannot hold "-": DVC_HUB_KAFKA__USERS__PORTAL_SYNC__... is portal-sync.
+        if not isinstance(value, dict):
+            return value
+        out: dict[str, Any] = {}
+        for key, user in value.items():
+            name = str(key).replace("_", "-")
+            # The file's [kafka.users.portal-sync] and the environment's PORTAL_SYNC merge, field by field.
+            if isinstance(out.get(name), dict) and isinstance(user, dict):
+                out[name] = {**out[name], **user}
+            else:
+                out[name] = user
+        return out
 
     @model_validator(mode="after")
     def _sasl_complete(self) -> KafkaSettings:
@@ -126,6 +144,11 @@ class KafkaSettings(_Model):
         return self._part
 
     @property
+    def hub_settings(self) -> Settings | None:
+        """The :class:`Settings` these Kafka settings are part of (None when built on their own)."""
+        return self._hub
+
+    @property
     def embedded_dir(self) -> Path | None:
         """The embedded broker's data directory if these settings point at it, else None."""
         return self._embedded_dir
@@ -140,6 +163,12 @@ class KafkaSettings(_Model):
         if self.security_protocol != "PLAINTEXT" or self.sasl_username:
             user = self.users.get(part)
             if user is None:
+                if self.security_protocol.startswith("SASL") and not self.sasl_username:
+                    raise ConfigError(
+                        f"kafka.security_protocol {self.security_protocol} but no SASL user for the {part}: set "
+                        f"kafka.users.{part} (DVC_HUB_KAFKA__USERS__{part.upper().replace('-', '_')}__SASL_USERNAME "
+                        "and __SASL_PASSWORD) or kafka.sasl_username/sasl_password"
+                    )
                 return self
             return self.model_copy(update={"sasl_username": user.sasl_username, "sasl_password": user.sasl_password})
         if self._embedded_dir is None:
@@ -474,6 +503,7 @@ class Settings(BaseSettings):
         if eb.enabled and {s.strip() for s in k.bootstrap_servers.split(",")} <= local:
             k._embedded_dir = eb.data_dir
         k._secrets_dir = eb.data_dir
+        k._hub = self
         return self
 
     def connector(self, name: str) -> ConnectorInstance:

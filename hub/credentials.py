@@ -37,6 +37,7 @@ __all__ = [
     "CREDENTIALS_FILE",
     "OUTBOX_KEY_FILE",
     "PARTS",
+    "USER_PREFIX",
     "CredentialsError",
     "Part",
     "check_private",
