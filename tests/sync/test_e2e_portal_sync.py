@@ -397,6 +397,12 @@ async def test_dead_letter_replay_is_audited_and_idempotent(kafka_broker, kafka_
     producer = AIOKafkaProducer(bootstrap_servers=kafka_broker.bootstrap, acks="all")
     await producer.start()
     await producer.send_and_wait(topics.dead_letter, letter.value(), key=letter.key(), headers=letter.headers())
+    # Forged outbox items (anyone with write access to the topic, without the hub's key): never pushed.
+    forged = {f"H56.14767-210310-0090{n}": make_item(f"H56.14767-210310-0090{n}", 1, "14767") for n in range(2)}
+    for (fake_ma, fake), headers in zip(forged.items(), ([], sign(b"not-the-hub-key" * 3, b"x", b"y")), strict=True):
+        fake.dossier["ChuHoSo"] = TRAP_NAME
+        value = fake.model_dump_json().encode()
+        await producer.send_and_wait(topics.outbox, value, key=fake_ma.encode(), headers=headers)
     await producer.stop()
 
     service = SyncService(settings, now=lambda: REPORT_NOW, group_id="e2e-replay")
@@ -419,3 +425,8 @@ async def test_dead_letter_replay_is_audited_and_idempotent(kafka_broker, kafka_
     audit = [json.loads(v) for v in await read_all(kafka_broker.bootstrap, topics.audit)]
     assert [a["dead_letter_offset"] for a in audit] == [0, 0]
     assert all(a["action"] == "dlq.replay" and a["who"] and a["event_id"] == item.item_id for a in audit)
+    assert not set(forged) & set(world.portal_dossiers)
+    refused = [DeadLetter.parse(v) for v in await read_all(kafka_broker.bootstrap, topics.dead_letter)]
+    refused = [d for d in refused if d.reason == "unauthenticated"]
+    assert len(refused) == len(forged)
+    assert all(d.payload is None and TRAP_NAME not in d.model_dump_json() for d in refused)
