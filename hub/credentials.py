@@ -30,6 +30,7 @@ import json
 import os
 import secrets
 import stat
+import time
 from pathlib import Path
 from typing import Final, Literal, get_args
 
@@ -103,8 +104,6 @@ def _read(path: Path) -> str:
         text = path.read_text(encoding="utf-8")
         if text.strip():
             return text
-        import time
-
         time.sleep(0.05)
     raise CredentialsError(f"{path} is empty: delete it and start again")
 
