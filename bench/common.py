@@ -126,7 +126,7 @@ def bench_broker(bootstrap: str | None = None) -> Iterator[Any]:
     with tempfile.TemporaryDirectory(prefix="dvc-bench-kafka-") as tmp:
         broker = EmbeddedBroker(
             Path(tmp), port=free_port(), controller_port=free_port(), num_partitions=4, heap="1g",
-            die_with_parent=True,
+            die_with_parent=True, secure=False,  # clients are built from plain settings
         )
         broker.start(timeout=120)
         try:

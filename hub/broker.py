@@ -11,10 +11,19 @@ They do have Java 17 and Maven, and Kafka is a plain Java program published on M
 3. ``java -cp 'libs/*' kafka.Kafka server.properties`` runs detached from the caller, with its pid
    in ``<data_dir>/broker.pid``, so ``dvc-hub broker start`` can return and ``stop`` find it later.
 
-Layout of a data directory::
+It authenticates and authorises every client unless built with ``secure=False`` (the test suite's
+shared broker only): SCRAM-SHA-512 on the client listener, one user per part of the hub
+(:mod:`hub.credentials`) created when the storage is formatted, SASL/PLAIN for the admin alone on the
+controller listener, and Kafka's ``StandardAuthorizer`` denying whatever no ACL allows (the ACLs are
+:func:`hub.kafka.hub_acls`, created by :func:`hub.kafka.ensure_topics` as the admin).
+
+Layout of a data directory (mode 0700)::
 
     <data_dir>/cluster.id          the KRaft cluster id, generated once
-    <data_dir>/server.properties   rendered from deploy/kafka/server.properties.tmpl on each start
+    <data_dir>/credentials.json    the SCRAM users and their random passwords (0600), generated once
+    <data_dir>/secured             "1" when the storage was formatted with authentication
+    <data_dir>/outbox-signing.key  the outbox HMAC key (0600; hub.sync.signing), generated on first use
+    <data_dir>/server.properties   rendered from deploy/kafka/server.properties.tmpl on each start (0600)
     <data_dir>/broker.pid          pid of the running JVM
     <data_dir>/kraft/              log.dirs: topics and the metadata log (meta.properties = formatted)
     <data_dir>/logs/broker.log     the JVM's stdout/stderr: warnings, errors, crashes
@@ -24,7 +33,7 @@ Example::
 
     broker = EmbeddedBroker(Path(".dvc-hub/kafka"))
     broker.start()                  # returns once the broker answers a metadata request
-    produce_to(broker.bootstrap)    # "127.0.0.1:9092"
+    produce_to(**broker.client_config("worker"))  # bootstrap "127.0.0.1:9092" and the worker's SCRAM user
     broker.stop()
 
 Data survives :meth:`~EmbeddedBroker.stop` / :meth:`~EmbeddedBroker.start` and even
@@ -48,8 +57,9 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from string import Template
-from typing import IO
+from typing import IO, Any
 
+from hub.credentials import CREDENTIALS_FILE, Part, ensure_private_dir, load_or_create_credentials
 from hub.process import die_with_parent
 
 __all__ = [
@@ -75,6 +85,8 @@ HOST = "127.0.0.1"
 # The single node is both broker and controller; any id works, it only has to stay the same.
 NODE_ID = 1
 CACHE_ENV = "DVC_HUB_KAFKA_CACHE"
+#: ``<data_dir>/secured``: "1" when the storage was formatted with authentication (SCRAM users).
+SECURED_MARKER = "secured"
 
 _JAVA_HINT = (
     "install openjdk-17-jre-headless (Debian/Ubuntu: `apt-get install openjdk-17-jre-headless`) "
@@ -224,6 +236,11 @@ class EmbeddedBroker:
         heap: the JVM's maximum heap (``-Xmx``); 512m is plenty for demos and tests.
         die_with_parent: stop the broker when the process that started it dies (Linux only). Tests
             want this; ``dvc-hub broker start`` does not (the broker must outlive the command).
+        secure: authenticate (SCRAM-SHA-512) and authorise (ACLs) every client, with per-installation
+            credentials generated into ``<data_dir>/credentials.json`` on the first start (see
+            :mod:`hub.credentials`). Only the test suite's shared broker turns it off. A data
+            directory keeps the mode it was formatted with: an unsecured one is moved aside (kept, not
+            deleted) when it is started secured.
     """
 
     def __init__(
@@ -237,6 +254,7 @@ class EmbeddedBroker:
         num_partitions: int = 1,
         heap: str = "512m",
         die_with_parent: bool = False,
+        secure: bool = True,
     ) -> None:
         if port == controller_port:
             raise BrokerError(f"the broker port and the controller port must differ (both are {port})")
@@ -248,6 +266,7 @@ class EmbeddedBroker:
         self.num_partitions = num_partitions
         self.heap = heap
         self.die_with_parent = die_with_parent
+        self.secure = secure
         # Only set when this object started the JVM: lets us reap it (no zombie) and notice at once
         # that it died during start-up.
         self._proc: subprocess.Popen[bytes] | None = None
@@ -422,16 +441,63 @@ class EmbeddedBroker:
 
     # ----------------------------------------------------------------- start
 
+    @property
+    def credentials_file(self) -> Path:
+        """``<data_dir>/credentials.json``: the SCRAM users of a secured broker (mode 0600)."""
+        return self.data_dir / CREDENTIALS_FILE
+
+    def credentials(self) -> dict[Part, tuple[str, str]]:
+        """Each part's (username, password) on this broker, generated on the first call (secured only)."""
+        if not self.secure:
+            raise BrokerError("this broker runs without authentication: it has no credentials")
+        return load_or_create_credentials(self.data_dir)
+
+    def client_config(self, part: Part = "admin") -> dict[str, Any]:
+        """kafka-python connection arguments for ``part`` (``bootstrap_servers`` and, if secured, SASL)."""
+        cfg: dict[str, Any] = {"bootstrap_servers": self.bootstrap}
+        if self.secure:
+            name, password = self.credentials()[part]
+            cfg.update(security_protocol="SASL_PLAINTEXT", sasl_mechanism="SCRAM-SHA-512",
+                       sasl_plain_username=name, sasl_plain_password=password)
+        return cfg
+
+    def _security_block(self) -> str:
+        if not self.secure:
+            return "# (security off: the test suite's shared broker only)\n"
+        name, password = self.credentials()["admin"]
+        scram = f'org.apache.kafka.common.security.scram.ScramLoginModule required username="{name}"'
+        plain = f'org.apache.kafka.common.security.plain.PlainLoginModule required username="{name}"'
+        return "\n".join([
+            "sasl.enabled.mechanisms=SCRAM-SHA-512",
+            "sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512",
+            f'listener.name.client.scram-sha-512.sasl.jaas.config={scram} password="{password}";',
+            "listener.name.controller.sasl.enabled.mechanisms=PLAIN",
+            "sasl.mechanism.controller.protocol=PLAIN",
+            f'listener.name.controller.plain.sasl.jaas.config={plain} password="{password}" user_{name}="{password}";',
+            "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "allow.everyone.if.no.acl.found=false",
+            f"super.users=User:{name}",
+            "",
+        ])
+
     def _render_properties(self) -> None:
         template = Template((deploy_dir() / "server.properties.tmpl").read_text(encoding="utf-8"))
+        protocol = "SASL_PLAINTEXT" if self.secure else "PLAINTEXT"
         text = template.substitute(
             node_id=NODE_ID,
             port=self.port,
             controller_port=self.controller_port,
             log_dirs=self.kraft_dir,
             num_partitions=self.num_partitions,
+            client_protocol=protocol,
+            controller_protocol=protocol,
+            security=self._security_block(),
         )
-        self.properties_file.write_text(text, encoding="utf-8")
+        # It holds the admin password when secured: readable by the hub's user only, like the data dir.
+        self.properties_file.unlink(missing_ok=True)
+        fd = os.open(self.properties_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
 
     def _cluster_id(self) -> str:
         path = self.data_dir / "cluster.id"
@@ -446,19 +512,68 @@ class EmbeddedBroker:
         return str(self.libs_dir / "*")
 
     def _format_storage(self, java: Path) -> None:
-        """Format ``log.dirs`` for KRaft, once: Kafka refuses to start on an unformatted directory."""
+        """Format ``log.dirs`` for KRaft, once: Kafka refuses to start on an unformatted directory.
+
+        A secured broker's SCRAM users go into the metadata log here (``--add-scram``). The
+        arguments are passed in a ``0600`` argument file (``java @file``), not on the command line,
+        where any local user could read the passwords in ``/proc/<pid>/cmdline``.
+        """
+        args = [
+            "kafka.tools.StorageTool", "format",
+            "--cluster-id", self._cluster_id(), "--config", str(self.properties_file),
+        ]  # fmt: skip
+        if self.secure:
+            for name, password in self.credentials().values():
+                args += ["--add-scram", f"SCRAM-SHA-512=[name={name},password={password}]"]
+        argfile = self.data_dir / "format.args"
+        argfile.unlink(missing_ok=True)
+        fd = os.open(argfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            # One argument per line, quoted: the launcher's @file syntax.
+            fh.write("\n".join('"' + a.replace("\\", "\\\\").replace('"', '\\"') + '"' for a in args) + "\n")
         cmd = [
             str(java), "-Xmx256m", "-XX:TieredStopAtLevel=1",
             f"-Dlog4j2.configurationFile={deploy_dir() / 'log4j2.xml'}", f"-Dkafka.logs.dir={self.log_dir}",
-            "-cp", self._classpath(), "kafka.tools.StorageTool",
-            "format", "--cluster-id", self._cluster_id(), "--config", str(self.properties_file),
+            "-cp", self._classpath(), f"@{argfile}",
         ]  # fmt: skip
         log.info("formatting KRaft storage in %s", self.kraft_dir)
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+        try:
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+        finally:
+            argfile.unlink(missing_ok=True)
         if out.returncode != 0:
             raise BrokerError(
                 f"kafka.tools.StorageTool format failed (exit {out.returncode}):\n{out.stdout}{out.stderr}"
             )
+        (self.data_dir / SECURED_MARKER).write_text("1\n" if self.secure else "0\n", encoding="ascii")
+
+    def _formatted_secure(self) -> bool | None:
+        """Whether the existing storage was formatted secured (None: not formatted yet)."""
+        if not (self.kraft_dir / "meta.properties").is_file():
+            return None
+        marker = self.data_dir / SECURED_MARKER
+        if marker.is_file():
+            return marker.read_text(encoding="ascii").strip() == "1"
+        return False  # formatted by a hub version without authentication
+
+    def _prepare_storage(self, java: Path) -> None:
+        formatted = self._formatted_secure()
+        if formatted is not None and formatted != self.secure:
+            if not self.secure:
+                raise BrokerError(
+                    f"{self.data_dir} holds a secured broker; start it secured, or use another data directory"
+                )
+            # An unsecured data directory (an older hub's demo data): keep it, but never serve it
+            # without authentication. The broker starts on a fresh, secured storage.
+            aside = self.data_dir / f"kraft.unsecured-{time.strftime('%Y%m%d-%H%M%S')}"
+            self.kraft_dir.rename(aside)
+            (self.data_dir / "cluster.id").unlink(missing_ok=True)
+            log.warning("%s was formatted without authentication; moved it to %s and formatting a secured "
+                        "broker (delete the old directory once you no longer need its data)", self.kraft_dir, aside)
+            self.kraft_dir.mkdir(parents=True, exist_ok=True)
+            formatted = None
+        if formatted is None:
+            self._format_storage(java)
 
     def _jvm_command(self, java: Path) -> list[str]:
         return [
@@ -502,13 +617,14 @@ class EmbeddedBroker:
                 )
         java = self.check_java()
         self.ensure_jars()
+        # The data directory holds the credentials and every record: the hub's user only.
+        ensure_private_dir(self.data_dir)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.kraft_dir.mkdir(parents=True, exist_ok=True)
         # Rendered on every start, so changed ports take effect; the static voter set makes that
         # safe for the controller port too.
         self._render_properties()
-        if not (self.kraft_dir / "meta.properties").is_file():
-            self._format_storage(java)
+        self._prepare_storage(java)
 
         started = time.monotonic()
         with self.log_file.open("ab") as out:
@@ -558,7 +674,7 @@ class EmbeddedBroker:
         from kafka.admin import KafkaAdminClient
 
         admin = KafkaAdminClient(
-            bootstrap_servers=self.bootstrap,
+            **self.client_config("admin"),
             client_id="dvc-hub-broker-probe",
             request_timeout_ms=5000,
             bootstrap_timeout_ms=5000,

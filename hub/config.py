@@ -44,8 +44,19 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
+
+from hub.credentials import Part
 
 DEFAULTS_FILE = Path(__file__).parent / "defaults" / "thanhhoa-city.toml"
 
@@ -148,50 +159,162 @@ class _Model(BaseModel):
 # --------------------------------------------------------------------------- Kafka
 
 
+class KafkaUser(_Model):
+    """The SASL user one part of the hub authenticates as (``kafka.users.<part>``)."""
+
+    sasl_username: str
+    sasl_password: SecretStr
+
+
 class KafkaSettings(_Model):
-    """How every part of the hub reaches Kafka (embedded broker by default)."""
+    """How every part of the hub reaches Kafka (embedded broker by default).
+
+    Each part of the hub (``connectors``, ``worker``, ``portal-sync``, ``operator`` for the CLI,
+    ``admin`` for topic and ACL creation) asks :meth:`for_part` for its own view of these settings:
+
+    * against the embedded broker (``embedded_broker.enabled`` and ``bootstrap_servers`` at its
+      port) with the default ``PLAINTEXT`` protocol, the part's SCRAM-SHA-512 user is read from the
+      broker's ``credentials.json`` (:mod:`hub.credentials`) at connection time;
+    * against an external cluster, ``security_protocol``/``sasl_*``/``ssl_*`` apply to every part,
+      and ``users.<part>`` replaces the user name and password of that part.
+    """
 
     bootstrap_servers: str = "127.0.0.1:9092"
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: Literal["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"] | None = None
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
+    users: dict[Part, KafkaUser] = Field(default_factory=dict)
     ssl_cafile: Path | None = None
     ssl_certfile: Path | None = None
     ssl_keyfile: Path | None = None
     ssl_password: SecretStr | None = None
     ssl_check_hostname: bool = True
+    outbox_signing_key: SecretStr | None = None
     partitions: Annotated[int, Field(ge=1, le=256)] = 4
     replication_factor: Annotated[int, Field(ge=1, le=5)] = 1
     client_id_prefix: str = "dvc-hub"
 
+    #: The part these settings act for (see :meth:`for_part`); the CLI's by default.
+    _part: Part = PrivateAttr(default="operator")
+    #: The embedded broker's data directory when the hub runs against it (set by :class:`Settings`).
+    _embedded_dir: Path | None = PrivateAttr(default=None)
+    #: Where a generated outbox signing key lives (the embedded broker's data directory).
+    _secrets_dir: Path | None = PrivateAttr(default=None)
+    #: The whole configuration these settings belong to: topic names and app id for the ACLs.
+    _hub: Settings | None = PrivateAttr(default=None)
+
+    @field_validator("users", mode="before")
+    @classmethod
+    def _part_names(cls, value: Any) -> Any:
+        # An environment variable name cannot hold "-": DVC_HUB_KAFKA__USERS__PORTAL_SYNC__... is portal-sync.
+        if not isinstance(value, dict):
+            return value
+        out: dict[str, Any] = {}
+        for key, user in value.items():
+            name = str(key).replace("_", "-")
+            # The file's [kafka.users.portal-sync] and the environment's PORTAL_SYNC merge, field by field.
+            if isinstance(out.get(name), dict) and isinstance(user, dict):
+                out[name] = {**out[name], **user}
+            else:
+                out[name] = user
+        return out
+
     @model_validator(mode="after")
     def _sasl_complete(self) -> KafkaSettings:
         if self.security_protocol.startswith("SASL") and not (
-            self.sasl_mechanism and self.sasl_username and self.sasl_password
+            self.sasl_mechanism and ((self.sasl_username and self.sasl_password) or self.users)
         ):
             raise ValueError(
-                "security_protocol SASL_* needs sasl_mechanism, sasl_username and sasl_password "
-                "(set DVC_HUB_KAFKA__SASL_PASSWORD in the environment)"
+                "security_protocol SASL_* needs sasl_mechanism, and sasl_username and sasl_password "
+                "(set DVC_HUB_KAFKA__SASL_PASSWORD in the environment) or kafka.users.<part>"
             )
+        if self.outbox_signing_key is not None and len(self.outbox_signing_key.get_secret_value()) < 32:
+            raise ValueError("outbox_signing_key must be at least 32 characters (e.g. `openssl rand -hex 32`)")
         return self
 
+    def for_part(self, part: Part) -> KafkaSettings:
+        """These settings as ``part`` of the hub uses them (its own SASL user; same brokers)."""
+        copy = self.model_copy()
+        copy._part = part
+        return copy
+
+    @property
+    def part(self) -> Part:
+        """The part of the hub these settings act for."""
+        return self._part
+
+    @property
+    def hub_settings(self) -> Settings | None:
+        """The :class:`Settings` these Kafka settings are part of (None when built on their own)."""
+        return self._hub
+
+    @property
+    def embedded_dir(self) -> Path | None:
+        """The embedded broker's data directory if these settings point at it, else None."""
+        return self._embedded_dir
+
+    def effective(self) -> KafkaSettings:
+        """The security settings actually used to connect: explicit ones, else the embedded broker's.
+
+        Reads the embedded broker's credentials file each time it is called, so a process that
+        loaded its settings before ``dvc-hub up`` started (and formatted) the broker still finds them.
+        """
+        part = self._part
+        if self.security_protocol != "PLAINTEXT" or self.sasl_username:
+            user = self.users.get(part)
+            if user is None:
+                if self.security_protocol.startswith("SASL") and not self.sasl_username:
+                    raise ConfigError(
+                        f"kafka.security_protocol {self.security_protocol} but no SASL user for the {part}: set "
+                        f"kafka.users.{part} (DVC_HUB_KAFKA__USERS__{part.upper().replace('-', '_')}__SASL_USERNAME "
+                        "and __SASL_PASSWORD) or kafka.sasl_username/sasl_password"
+                    )
+                return self
+            return self.model_copy(update={"sasl_username": user.sasl_username, "sasl_password": user.sasl_password})
+        if self._embedded_dir is None:
+            return self
+        from hub.credentials import load_credentials
+
+        users = load_credentials(self._embedded_dir)
+        if users is None:
+            return self  # the embedded broker of an older data directory, or not started yet
+        name, password = users[part]
+        return self.model_copy(update={
+            "security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "SCRAM-SHA-512",
+            "sasl_username": name, "sasl_password": SecretStr(password),
+        })
+
+    def outbox_key(self) -> bytes:
+        """The HMAC key that authenticates outbox items (worker and portal sync must share it).
+
+        ``outbox_signing_key`` when set (an external cluster: give the worker and the portal sync
+        the same value); otherwise the installation's key, generated on first use in the embedded
+        broker's data directory (``outbox-signing.key``, mode 0600).
+        """
+        if self.outbox_signing_key is not None:
+            return self.outbox_signing_key.get_secret_value().encode()
+        from hub.credentials import load_or_create_outbox_key
+
+        return load_or_create_outbox_key(self._secrets_dir or Path(".dvc-hub/kafka"))
+
     def kafka_python_config(self) -> dict[str, Any]:
-        """Keyword arguments for kafka-python clients (producer, consumer, admin)."""
+        """Keyword arguments for kafka-python clients (producer, consumer, admin), for :attr:`part`."""
+        k = self.effective()
         cfg: dict[str, Any] = {
-            "bootstrap_servers": self.bootstrap_servers.split(","),
-            "security_protocol": self.security_protocol,
+            "bootstrap_servers": k.bootstrap_servers.split(","),
+            "security_protocol": k.security_protocol,
         }
-        if self.security_protocol.startswith("SASL"):
-            cfg["sasl_mechanism"] = self.sasl_mechanism
-            cfg["sasl_plain_username"] = self.sasl_username
-            cfg["sasl_plain_password"] = self.sasl_password.get_secret_value() if self.sasl_password else None
-        if self.security_protocol.endswith("SSL"):
-            cfg["ssl_cafile"] = str(self.ssl_cafile) if self.ssl_cafile else None
-            cfg["ssl_certfile"] = str(self.ssl_certfile) if self.ssl_certfile else None
-            cfg["ssl_keyfile"] = str(self.ssl_keyfile) if self.ssl_keyfile else None
-            cfg["ssl_password"] = self.ssl_password.get_secret_value() if self.ssl_password else None
-            cfg["ssl_check_hostname"] = self.ssl_check_hostname
+        if k.security_protocol.startswith("SASL"):
+            cfg["sasl_mechanism"] = k.sasl_mechanism
+            cfg["sasl_plain_username"] = k.sasl_username
+            cfg["sasl_plain_password"] = k.sasl_password.get_secret_value() if k.sasl_password else None
+        if k.security_protocol.endswith("SSL"):
+            cfg["ssl_cafile"] = str(k.ssl_cafile) if k.ssl_cafile else None
+            cfg["ssl_certfile"] = str(k.ssl_certfile) if k.ssl_certfile else None
+            cfg["ssl_keyfile"] = str(k.ssl_keyfile) if k.ssl_keyfile else None
+            cfg["ssl_password"] = k.ssl_password.get_secret_value() if k.ssl_password else None
+            cfg["ssl_check_hostname"] = k.ssl_check_hostname
         return cfg
 
     def faust_broker_url(self) -> str:
@@ -612,6 +735,19 @@ class Settings(BaseSettings):
         if self.profile == "demo":
             return []
         return [f"{where}: {what}; set {env}" for where, env, what in _secret_findings(self)]
+
+    @model_validator(mode="after")
+    def _locate_embedded_broker(self) -> Settings:
+        # The hub's clients authenticate to the embedded broker with the credentials it generated
+        # in its data directory (hub.credentials); they are looked up only for the broker at the
+        # embedded port on loopback, never sent to another bootstrap server.
+        eb, k = self.embedded_broker, self.kafka
+        local = {f"{host}:{eb.port}" for host in ("127.0.0.1", "localhost")}
+        if eb.enabled and {s.strip() for s in k.bootstrap_servers.split(",")} <= local:
+            k._embedded_dir = eb.data_dir
+        k._secrets_dir = eb.data_dir
+        k._hub = self
+        return self
 
     def connector(self, name: str) -> ConnectorInstance:
         """The instance called ``name``; a clear error lists the known names otherwise."""

@@ -39,6 +39,13 @@ DESCRIPTIONS: dict[str, str] = {
     "kafka.sasl_mechanism": "SCRAM-SHA-256, SCRAM-SHA-512 or PLAIN; required with SASL_*.",
     "kafka.sasl_username": "SASL user.",
     "kafka.sasl_password": "SASL password (secret: set it in the environment).",
+    "kafka.users": "Per-part SASL users on an external cluster: a table per part (`admin`, `connectors`, "
+    "`worker`, `portal-sync`, `operator`) with `sasl_username` and `sasl_password`, e.g. "
+    "`DVC_HUB_KAFKA__USERS__PORTAL_SYNC__SASL_PASSWORD` (`_` for `-` in variable names). On the embedded "
+    "broker the generated `credentials.json` of its data directory is used instead.",
+    "kafka.outbox_signing_key": "HMAC key (32+ characters, secret) authenticating outbox items between the worker "
+    "and the portal sync; both must have the same. Unset: the installation's key, generated on first use in "
+    "`embedded_broker.data_dir/outbox-signing.key` (mode 0600).",
     "kafka.ssl_cafile": "CA bundle that signed the brokers' certificates.",
     "kafka.ssl_certfile": "Client certificate (mutual TLS).",
     "kafka.ssl_keyfile": "Client private key (mutual TLS).",

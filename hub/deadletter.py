@@ -43,6 +43,7 @@ REASONS = (
     "out_of_range",
     "missing_key",
     "portal_rejected",
+    "unauthenticated",
     "unexpected",
 )
 

@@ -9,16 +9,44 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
-from kafka.admin import NewTopic
+from kafka.admin import (
+    ACL,
+    ACLFilter,
+    ACLOperation,
+    ACLPermissionType,
+    ACLResourcePatternType,
+    NewTopic,
+    ResourcePattern,
+    ResourcePatternFilter,
+    ResourceType,
+)
 from kafka.errors import TopicAlreadyExistsError
 
 from hub.config import KafkaSettings, Settings
+from hub.credentials import USER_PREFIX, Part
 
 log = logging.getLogger(__name__)
+
+
+class _ScramOnLoopback(logging.Filter):
+    """Drop kafka-python's "Exchanging credentials in the clear" warning for SCRAM.
+
+    It is logged on every SCRAM connection without TLS, yet SCRAM never sends the password (a
+    salted challenge-response): on the embedded broker's loopback listener there is nothing to act
+    on, and one warning per connection would bury the useful lines of every CLI command.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "credentials in the clear" not in record.getMessage()
+
+
+logging.getLogger("kafka.net.sasl.scram").addFilter(_ScramOnLoopback())
 
 
 def producer(kafka: KafkaSettings, client_id: str, **overrides: Any) -> KafkaProducer:
@@ -52,7 +80,7 @@ def consumer(kafka: KafkaSettings, client_id: str, *topics: str, **overrides: An
 
 
 def admin(kafka: KafkaSettings, client_id: str = "admin") -> KafkaAdminClient:
-    """A kafka-python admin client."""
+    """A kafka-python admin client (as ``kafka``'s part: :func:`ensure_topics` uses the admin's)."""
     return KafkaAdminClient(**kafka.kafka_python_config(), client_id=f"{kafka.client_id_prefix}-{client_id}")
 
 
@@ -89,7 +117,12 @@ def hub_topics(settings: Settings) -> list[NewTopic]:
 
 
 def ensure_topics(kafka: KafkaSettings, topics: Iterable[NewTopic]) -> list[str]:
-    """Create the topics that do not exist yet; returns the names created."""
+    """Create the topics that do not exist yet (as the admin user); returns the names created.
+
+    On the secured embedded broker it also (re)creates the hub's ACLs (:func:`hub_acls`), so a
+    hub that renamed a topic or its worker app id gets permissions for the new names at start-up.
+    """
+    kafka = kafka.for_part("admin")
     client = admin(kafka)
     try:
         existing = set(client.list_topics())
@@ -98,6 +131,130 @@ def ensure_topics(kafka: KafkaSettings, topics: Iterable[NewTopic]) -> list[str]
             # Another process may win the race to create a topic: that is fine.
             with contextlib.suppress(TopicAlreadyExistsError):
                 client.create_topics(missing, validate_only=False)
+        settings = kafka.hub_settings
+        if settings is not None and kafka.effective().security_protocol != "PLAINTEXT" and kafka.embedded_dir:
+            ensure_acls(client, hub_acls(settings))
         return [t.name for t in missing]
     finally:
         client.close()
+
+
+# --------------------------------------------------------------------------- ACLs
+
+
+@dataclass(frozen=True)
+class Grant:
+    """One ACL of the hub: ``part`` may do ``operations`` on a resource (a name, or a name prefix)."""
+
+    part: Part
+    resource: ResourceType
+    name: str
+    operations: tuple[ACLOperation, ...]
+    prefixed: bool = False
+
+    def acls(self) -> list[ACL]:
+        pattern = ResourcePattern(
+            self.resource, self.name,
+            ACLResourcePatternType.PREFIXED if self.prefixed else ACLResourcePatternType.LITERAL,
+        )
+        return [ACL(f"User:{USER_PREFIX}{self.part}", "*", op, ACLPermissionType.ALLOW, pattern)
+                for op in self.operations]
+
+
+R, W, D = ACLOperation.READ, ACLOperation.WRITE, ACLOperation.DESCRIBE
+
+
+def hub_grants(settings: Settings) -> list[Grant]:
+    """What each part of the hub may do on Kafka: the least that lets it run (docs/security.md).
+
+    Writes, the point of the ACLs (a part that could write another's topic could forge its records):
+
+    * ``connectors``: the raw topics, the connector state (cursors), dead letters;
+    * ``worker``: canonical events, partials, the outbox, dead letters, and its own faust
+      topics (``<app_id>-...``: table changelogs, the assignor's leader topic), created by faust;
+    * ``portal-sync``: the sync state, the outbox (it writes the statistics items), dead letters;
+    * ``operator`` (the CLI): the audit trail and the topics ``dvc-hub dlq replay`` writes back to
+      (raw topics, outbox). It reads everything, for ``report``, ``push status`` and ``dlq``.
+
+    Topic creation is the admin's (super user): nobody else has ``CREATE`` on the hub's topics, so
+    a mistyped topic name is an error, not a new topic.
+    """
+    t, app = settings.topics, settings.worker.app_id
+    raw = [t.raw_motcua, t.raw_qlvb, t.raw_portal, t.raw_catalogue]
+    hub = [*raw, t.canonical, t.dead_letter, t.connector_state, t.partials, t.outbox, t.sync_state, t.audit]
+    own = f"{app}-"  # faust's topics and transactional ids of this app
+    topic, group, txn = ResourceType.TOPIC, ResourceType.GROUP, ResourceType.TRANSACTIONAL_ID
+    # Idempotent producers (every writer of the hub: acks=all, no duplicates on retry) need a producer id.
+    idempotent = [Grant(part, ResourceType.CLUSTER, "kafka-cluster", (ACLOperation.IDEMPOTENT_WRITE,))
+                  for part in ("connectors", "worker", "portal-sync", "operator")]
+    return [
+        *idempotent,
+        *(Grant("connectors", topic, name, (W, D)) for name in raw),
+        Grant("connectors", topic, t.connector_state, (R, W, D)),
+        Grant("connectors", topic, t.dead_letter, (W, D)),
+        *(Grant("worker", topic, name, (R, D)) for name in raw),
+        Grant("worker", topic, t.canonical, (R, W, D)),
+        Grant("worker", topic, t.partials, (R, W, D)),
+        Grant("worker", topic, t.outbox, (W, D)),
+        Grant("worker", topic, t.dead_letter, (W, D)),
+        Grant("worker", topic, own, (ACLOperation.ALL,), prefixed=True),
+        Grant("worker", group, app, (R, D)),
+        Grant("worker", txn, own, (W, D), prefixed=True),
+        Grant("portal-sync", topic, t.outbox, (R, W, D)),
+        Grant("portal-sync", topic, t.sync_state, (R, W, D)),
+        Grant("portal-sync", topic, t.partials, (R, D)),
+        Grant("portal-sync", topic, t.dead_letter, (W, D)),
+        Grant("portal-sync", topic, f"{app}-{CATALOGUE_TABLE}-changelog", (R, D)),
+        Grant("portal-sync", group, f"{settings.kafka.client_id_prefix}-portal-sync", (R, D)),
+        *(Grant("operator", topic, name, (R, D)) for name in hub),
+        Grant("operator", topic, own, (R, D), prefixed=True),
+        *(Grant("operator", topic, name, (W,)) for name in [*raw, t.outbox, t.audit]),
+        Grant("operator", group, "*", (D,)),
+    ]
+
+
+#: The worker's catalogue table (streams.topics.CATALOGUE_TABLE; not imported: that module imports faust).
+CATALOGUE_TABLE = "catalogue"
+
+
+def hub_acls(settings: Settings) -> list[ACL]:
+    """:func:`hub_grants` as kafka-python ACLs."""
+    return [acl for grant in hub_grants(settings) for acl in grant.acls()]
+
+
+def _acl_id(acl: ACL) -> tuple[str, str, int, int, int, str, int]:
+    pattern = acl.resource_pattern
+    return (acl.principal, acl.host, int(acl.operation), int(acl.permission_type),
+            int(pattern.resource_type), pattern.resource_name, int(pattern.pattern_type))
+
+
+def _existing_acls(client: KafkaAdminClient) -> set[tuple[str, str, int, int, int, str, int]]:
+    any_pattern = ResourcePatternFilter(ResourceType.ANY, None, ACLResourcePatternType.ANY)
+    found, error = client.describe_acls(
+        ACLFilter(None, None, ACLOperation.ANY, ACLPermissionType.ANY, any_pattern)
+    )
+    if getattr(error, "errno", None):
+        raise RuntimeError(f"cannot list the broker's ACLs: {error}")
+    return {_acl_id(acl) for acl in found}
+
+
+def ensure_acls(client: KafkaAdminClient, acls: list[ACL], timeout_s: float = 30.0) -> int:
+    """Create the ``acls`` the broker lacks, and wait until it enforces them; returns how many were created.
+
+    The controller records new ACLs in the metadata log and the broker applies them a moment
+    later: a process started right after ``dvc-hub up`` created them must not be refused, hence the
+    wait until the broker lists every one of them.
+    """
+    wanted = {_acl_id(acl): acl for acl in acls}
+    missing = [acl for key, acl in wanted.items() if key not in _existing_acls(client)]
+    if missing:
+        result = client.create_acls(missing)
+        failed = result.get("failed", []) if isinstance(result, dict) else []
+        if failed:
+            raise RuntimeError(f"the broker refused {len(failed)} ACL(s), first: {failed[0]}")
+    deadline = time.monotonic() + timeout_s
+    while missing and not set(wanted) <= _existing_acls(client):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the broker did not apply the hub's ACLs within {timeout_s:.0f} s")
+        time.sleep(0.1)
+    return len(missing)

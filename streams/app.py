@@ -141,6 +141,14 @@ class HubRuntime:
         self.skipped_rows = 0
         #: The guarded timer and task callbacks by name (streams.agents.partials.register).
         self.callbacks: dict[str, Callable[[], Awaitable[None]]] = {}
+        self._outbox_key: bytes | None = None
+
+    @property
+    def outbox_key(self) -> bytes:
+        """The HMAC key of outbox items (:mod:`hub.sync.signing`), read once, on the first item."""
+        if self._outbox_key is None:
+            self._outbox_key = self.settings.kafka.outbox_key()
+        return self._outbox_key
 
     # ------------------------------------------------------------------ sending
 
@@ -506,7 +514,8 @@ class HubRuntime:
 
 
 def _credentials(settings: Settings) -> Any:
-    k = settings.kafka
+    """faust's ``broker_credentials`` for the worker's own Kafka user (:meth:`KafkaSettings.for_part`)."""
+    k = settings.kafka.for_part("worker").effective()
     if k.security_protocol.startswith("SASL"):
         import ssl
 
@@ -547,6 +556,8 @@ def _check_store(store: str) -> None:
 
 def create_app(settings: Settings) -> faust.App:
     """Build the hub's faust app from ``settings`` (see the module docstring)."""
+    # Every Kafka client of the worker (faust's, the lag and partials readers) is the worker's user.
+    settings = settings.model_copy(update={"kafka": settings.kafka.for_part("worker")})
     w, k = settings.worker, settings.kafka
     _check_store(w.store)
     # HubApp: faust's App whose consumer never skips offsets it did not process (streams/offsets.py).

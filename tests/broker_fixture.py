@@ -12,6 +12,16 @@ command line with ``-p tests.broker_fixture``). It provides:
     A factory: ``kafka_topic(partitions=1, compacted=False)`` creates a topic with a unique name
     and returns the name, so tests never see each other's messages.
 
+``secured_kafka_broker`` (session, started only by the tests that ask for it)
+    A broker as ``dvc-hub up`` runs it: SCRAM-SHA-512 and ACLs, credentials generated in its data
+    directory. Use ``secured_kafka_broker.client_config(part)`` for a client of one part.
+
+The shared ``kafka_broker`` runs *without* authentication, as the one exception to the hub's
+secured embedded broker: most tests build their own clients and settings, and a second
+broker start per module would not fit the CI budget. Everything about authentication is tested
+against ``secured_kafka_broker`` (tests/test_broker.py) and by the ``dvc-hub up`` end-to-end test,
+whose hub starts its own secured broker.
+
 The broker is not optional: when Java 17+ or Maven is missing, every test that asks for it
 *fails* with the message saying what to install. Skipping would let a CI job without Java go green
 while testing nothing.
@@ -44,7 +54,7 @@ def two_free_ports() -> tuple[int, int]:
     return port, controller
 
 
-def start_broker(data_dir: Path) -> EmbeddedBroker:
+def start_broker(data_dir: Path, *, secure: bool = False) -> EmbeddedBroker:
     """Start a broker for tests in ``data_dir``, or fail the test with the reason (never skip)."""
     port, controller = two_free_ports()
     broker = EmbeddedBroker(
@@ -54,6 +64,7 @@ def start_broker(data_dir: Path) -> EmbeddedBroker:
         kafka_version=os.environ.get("DVC_HUB_KAFKA_VERSION") or None,
         # If pytest itself is killed, the JVM must not survive it.
         die_with_parent=True,
+        secure=secure,
     )
     try:
         # Generous: the very first run also fetches the jars from Maven Central.
@@ -67,6 +78,16 @@ def start_broker(data_dir: Path) -> EmbeddedBroker:
 def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
     """A running single-node Kafka broker shared by the whole test session."""
     broker = start_broker(tmp_path_factory.mktemp("kafka"))
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="session")
+def secured_kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
+    """A running broker with authentication and ACLs on (as `dvc-hub up` starts it)."""
+    broker = start_broker(tmp_path_factory.mktemp("kafka-secured"), secure=True)
     try:
         yield broker
     finally:

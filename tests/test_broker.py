@@ -8,30 +8,37 @@ consumer groups commit offsets, and that acknowledged data survives a clean rest
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition as AioTopicPartition
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient
+from kafka.errors import KafkaError, TopicAuthorizationFailedError
 
 from hub.broker import EmbeddedBroker
+from hub.config import EmbeddedBrokerSettings, KafkaSettings, Settings
+from hub.credentials import PARTS
+from hub.kafka import ensure_topics, hub_topics, producer
 from tests.broker_fixture import TopicFactory, start_broker
 
 pytestmark = pytest.mark.e2e
 
 
-def produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
+def produce(bootstrap: str, topic: str, values: list[bytes], **auth: Any) -> None:
     """Produce with the strongest guarantees the connectors use: every send acknowledged by all ISRs."""
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, **auth)
     try:
         for i, value in enumerate(values):
             producer.send(topic, key=str(i).encode(), value=value).get(timeout=30)
@@ -39,7 +46,9 @@ def produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
         producer.close()
 
 
-def consume(bootstrap: str, topic: str, count: int, group_id: str | None = None, timeout: float = 30.0) -> list[bytes]:
+def consume(
+    bootstrap: str, topic: str, count: int, group_id: str | None = None, timeout: float = 30.0, **auth: Any
+) -> list[bytes]:
     """Read ``count`` values from the start of ``topic`` (fails the test after ``timeout`` s)."""
     consumer = KafkaConsumer(
         topic,
@@ -47,6 +56,7 @@ def consume(bootstrap: str, topic: str, count: int, group_id: str | None = None,
         group_id=group_id,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
+        **auth,
     )
     values: list[bytes] = []
     deadline = time.monotonic() + timeout
@@ -64,12 +74,18 @@ def consume(bootstrap: str, topic: str, count: int, group_id: str | None = None,
 
 @pytest.fixture(scope="module")
 def own_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
-    """A second broker that the restart and crash tests may stop and kill without disturbing others."""
-    broker = start_broker(tmp_path_factory.mktemp("kafka-restarts"))
+    """A second broker, secured as `dvc-hub up` runs it, that the authentication tests use and the
+    restart and crash tests may stop and kill without disturbing others."""
+    broker = start_broker(tmp_path_factory.mktemp("kafka-restarts"), secure=True)
     try:
         yield broker
     finally:
         broker.stop()
+
+
+def admin_auth(broker: EmbeddedBroker) -> dict[str, Any]:
+    """The SASL arguments of the broker's admin user (everything but ``bootstrap_servers``)."""
+    return {k: v for k, v in broker.client_config("admin").items() if k != "bootstrap_servers"}
 
 
 def test_broker_answers(kafka_broker: EmbeddedBroker) -> None:
@@ -94,7 +110,8 @@ def test_status_reports_the_running_broker(kafka_broker: EmbeddedBroker) -> None
     # Another object on the same data dir (what `dvc-hub broker status` does) sees the same broker,
     # and starting it again is a no-op.
     twin = EmbeddedBroker(
-        kafka_broker.data_dir, kafka_broker.port, kafka_broker.controller_port, kafka_version=kafka_broker.version
+        kafka_broker.data_dir, kafka_broker.port, kafka_broker.controller_port, kafka_version=kafka_broker.version,
+        secure=False,
     )
     assert twin.status() == status
     assert twin.start() == status
@@ -162,23 +179,110 @@ async def test_aiokafka_round_trip_and_group_commit(kafka_broker: EmbeddedBroker
     assert await read(1, committed=11) == [b"m10"]
 
 
+# ----------------------------------------------------------------- authentication and ACLs (secured broker)
+
+
+def _hub_on(broker: EmbeddedBroker) -> Settings:
+    """The hub's settings for ``broker`` as its embedded broker, its topics created (and its ACLs)."""
+    settings = Settings(
+        kafka=KafkaSettings(bootstrap_servers=broker.bootstrap, partitions=1),
+        embedded_broker=EmbeddedBrokerSettings(
+            data_dir=broker.data_dir, port=broker.port, controller_port=broker.controller_port
+        ),
+    )
+    ensure_topics(settings.kafka, hub_topics(settings))
+    return settings
+
+
+def _send_once(factory: Any, bootstrap: str, quick: dict[str, Any], auth: dict[str, Any]) -> None:
+    producer = factory(bootstrap_servers=bootstrap, **quick, **auth)
+    try:
+        producer.send("dvchub.outbox.portal", b"forged").get(timeout=5)
+    finally:
+        producer.close(timeout=1)
+
+
+def test_credentials_are_private_and_anonymous_or_wrong_clients_are_refused(own_broker: EmbeddedBroker) -> None:
+    assert stat.S_IMODE(own_broker.data_dir.stat().st_mode) == 0o700
+    for secret in (own_broker.credentials_file, own_broker.properties_file):
+        assert stat.S_IMODE(secret.stat().st_mode) == 0o600, secret
+    users = json.loads(own_broker.credentials_file.read_text())["users"]
+    assert sorted(users) == sorted(PARTS)
+    assert len({u["password"] for u in users.values()}) == len(PARTS)  # one random password each
+
+    quick = {"request_timeout_ms": 3000, "max_block_ms": 3000}
+    name, _ = own_broker.credentials()["connectors"]
+    for auth in (
+        {},  # anonymous, PLAINTEXT: the listener speaks SASL only
+        {"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "SCRAM-SHA-512",
+         "sasl_plain_username": name, "sasl_plain_password": "guessed"},
+        {"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "PLAIN",  # the controller's, not offered here
+         "sasl_plain_username": name, "sasl_plain_password": "guessed"},
+    ):
+        with pytest.raises(KafkaError):
+            _send_once(KafkaProducer, own_broker.bootstrap, quick, auth)
+    # The hub's processes find the credentials by themselves.
+    settings = _hub_on(own_broker)
+    assert settings.kafka.for_part("worker").kafka_python_config()["sasl_plain_username"] == "dvc-hub-worker"
+
+
+#: (part, topic field, may write): each part writes its own topics and nothing else.
+WRITES = [
+    ("connectors", "raw_motcua", True), ("connectors", "connector_state", True), ("connectors", "outbox", False),
+    ("connectors", "canonical", False), ("connectors", "audit", False), ("connectors", "sync_state", False),
+    ("worker", "outbox", True), ("worker", "canonical", True), ("worker", "raw_qlvb", False),
+    ("worker", "connector_state", False), ("worker", "audit", False), ("worker", "sync_state", False),
+    ("portal-sync", "sync_state", True), ("portal-sync", "outbox", True), ("portal-sync", "connector_state", False),
+    ("portal-sync", "audit", False), ("portal-sync", "canonical", False),
+    ("operator", "audit", True), ("operator", "connector_state", False), ("operator", "sync_state", False),
+    ("operator", "canonical", False),
+]
+
+
+def test_each_part_may_write_only_its_own_topics(own_broker: EmbeddedBroker) -> None:
+    settings = _hub_on(own_broker)
+    wrong = []
+    for part, field, allowed in WRITES:
+        topic = getattr(settings.topics, field)
+        prod = producer(settings.kafka.for_part(part), "acl-test", max_block_ms=10_000)
+        try:
+            prod.send(topic, b"probe", key=b"k").get(timeout=15)
+            wrote = True
+        except TopicAuthorizationFailedError:
+            wrote = False
+        finally:
+            prod.close(timeout=2)
+        if wrote != allowed:
+            wrong.append(f"{part} {'wrote' if wrote else 'could not write'} {field}")
+    assert not wrong, wrong
+    # Nobody but the admin creates topics: a typo is not a new topic.
+    prod = producer(settings.kafka.for_part("worker"), "acl-test", max_block_ms=5_000)
+    try:
+        with pytest.raises(KafkaError):
+            prod.send("dvchub.typo", b"x").get(timeout=10)
+    finally:
+        prod.close(timeout=2)
+
+
 def test_data_survives_stop_and_start(own_broker: EmbeddedBroker) -> None:
     topic = "restart-survivors"
     values = [f"v{i}".encode() for i in range(5)]
-    produce(own_broker.bootstrap, topic, values)  # auto-created topic
+    produce(own_broker.bootstrap, topic, values, **admin_auth(own_broker))  # auto-created topic
+    credentials = own_broker.credentials_file.read_bytes()
 
     own_broker.stop()
     assert not own_broker.status().running
     assert not own_broker.pid_file.exists()
     own_broker.start()
 
-    assert consume(own_broker.bootstrap, topic, len(values)) == values
+    assert own_broker.credentials_file.read_bytes() == credentials  # generated once, kept
+    assert consume(own_broker.bootstrap, topic, len(values), **admin_auth(own_broker)) == values
 
 
 def test_acknowledged_messages_survive_kill(own_broker: EmbeddedBroker) -> None:
     topic = "crash-survivors"
     values = [f"acked-{i}".encode() for i in range(50)]
-    produce(own_broker.bootstrap, topic, values)
+    produce(own_broker.bootstrap, topic, values, **admin_auth(own_broker))
     old_pid = own_broker.status().pid
 
     own_broker.kill()
@@ -188,7 +292,7 @@ def test_acknowledged_messages_survive_kill(own_broker: EmbeddedBroker) -> None:
     assert status.running
     assert status.pid != old_pid
 
-    assert consume(own_broker.bootstrap, topic, len(values)) == values
+    assert consume(own_broker.bootstrap, topic, len(values), **admin_auth(own_broker)) == values
 
 
 FAUST_APP = textwrap.dedent(

@@ -131,9 +131,10 @@ class ConnectorRunner:
         owns_http = self._http is None
         http = self._http or httpx.AsyncClient(limits=httpx.Limits(max_connections=100, max_keepalive_connections=40))
         if self._sink is None or self._store is None:
-            self._producer = make_producer(self.settings.kafka, "connector-runner")
+            kafka = self.settings.kafka.for_part("connectors")  # the connectors' own Kafka user (ACLs)
+            self._producer = make_producer(kafka, "connector-runner")
             self._sink = self._sink or KafkaSink(self._producer)
-            self._store = self._store or KafkaStateStore(self._producer, self.settings.kafka,
+            self._store = self._store or KafkaStateStore(self._producer, kafka,
                                                          self.settings.topics.connector_state)
         try:
             self.engines = self._build_engines(http)

@@ -32,6 +32,7 @@ from hub.config import Settings, load_settings
 from hub.deadletter import DeadLetter
 from hub.kafka import consumer, producer
 from hub.sync.service import REPLAY_HEADER
+from hub.sync.signing import sign
 from schemas.figures import OutboxDossier, OutboxStats
 from schemas.raw import RawRecord
 
@@ -137,8 +138,11 @@ def replay(settings: Settings, offsets: list[int] | None, reason: str | None, fo
                 skipped += 1
                 continue
             value = json.dumps(letter.payload, ensure_ascii=False).encode()
-            prod.send(letter.topic, value=value, key=replay_key(letter.payload, letter),
-                      headers=[(REPLAY_HEADER, str(offset).encode())]).get(timeout=30)
+            key = replay_key(letter.payload, letter)
+            headers = [(REPLAY_HEADER, str(offset).encode())]
+            if letter.topic == settings.topics.outbox:  # the portal sync pushes only signed items
+                headers += sign(settings.kafka.outbox_key(), key, value)
+            prod.send(letter.topic, value=value, key=key, headers=headers).get(timeout=30)
             audit = {"action": "dlq.replay", **who, "at": datetime.now(UTC).isoformat(),
                      "dead_letter_offset": offset, "event_id": letter.event_id, "topic": letter.topic,
                      "stage": letter.stage, "reason": letter.reason}

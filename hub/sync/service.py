@@ -61,6 +61,7 @@ from hub.sync.outbox import (
     stats_digest,
     stats_state_key,
 )
+from hub.sync.signing import sign, verify
 from hub.sync.stats import DomainStatsBuilder, LiveCatalogue, StatsBuilder, StatsProducer
 from schemas.figures import OutboxDossier, OutboxStats, UnitFigures
 from schemas.units import UnitRegistry, default_registry
@@ -77,7 +78,8 @@ Position = tuple[str, int, int]  # topic, partition, offset
 
 
 def aiokafka_config(kafka: KafkaSettings) -> dict[str, Any]:
-    """Connection keyword arguments for aiokafka clients from the hub's Kafka settings."""
+    """Connection keyword arguments for aiokafka clients from the hub's Kafka settings (for its part)."""
+    kafka = kafka.effective()
     cfg: dict[str, Any] = {"bootstrap_servers": kafka.bootstrap_servers, "security_protocol": kafka.security_protocol}
     if kafka.security_protocol.startswith("SASL"):
         cfg["sasl_mechanism"] = kafka.sasl_mechanism
@@ -122,6 +124,8 @@ class SyncService:
         group_id: str | None = None,
         rng: random.Random | None = None,
     ) -> None:
+        # Every Kafka client of the portal sync authenticates as the portal sync's own user.
+        settings = settings.model_copy(update={"kafka": settings.kafka.for_part("portal-sync")})
         self.settings = settings
         self.portal = settings.portal
         self.topics = settings.topics
@@ -150,6 +154,7 @@ class SyncService:
         self.ready = asyncio.Event()
         self.api_port: int | None = None
         self._producer: AIOKafkaProducer | None = None
+        self._outbox_key = b""
         self._client: PortalClient | None = None
         self._pending_since: dict[str, datetime | None] = {"dossier": None, "progress": None, "stats": None}
 
@@ -182,6 +187,7 @@ class SyncService:
         )
         await producer.start()
         self._producer = producer
+        self._outbox_key = self.settings.kafka.outbox_key()
         tasks: list[asyncio.Task[None]] = []
         runner: web.AppRunner | None = None
         consumer: AIOKafkaConsumer | None = None
@@ -312,7 +318,9 @@ class SyncService:
 
     async def _write_outbox(self, key: bytes, value: bytes) -> None:
         assert self._producer is not None
-        await self._producer.send_and_wait(self.topics.outbox, value, key=key)
+        await self._producer.send_and_wait(
+            self.topics.outbox, value, key=key, headers=sign(self._outbox_key, key, value)
+        )
 
     # ------------------------------------------------------------------ consume loop
 
@@ -379,6 +387,16 @@ class SyncService:
             await self._push_stats(stat, batch)
 
     async def _take(self, batch: _Batch, tp: TopicPartition, record: Any) -> None:
+        refused = verify(self._outbox_key, record.key, record.value or b"", record.headers)
+        if refused is not None:
+            # Not written by the hub: never pushed. The dead letter keeps neither the payload nor
+            # an excerpt (a forgery may carry anyone's personal data), only where it was found.
+            await self._dead_letter(
+                "unauthenticated", f"{refused}; the item was not pushed. If the worker and the portal sync "
+                "run with different kafka.outbox_signing_key values, give them the same one",
+                position=(tp.topic, tp.partition, record.offset), event_id=None, payload=None,
+            )
+            return
         try:
             item: OutboxItem = parse_item(record.value or b"")
         except ValueError as exc:

@@ -50,6 +50,7 @@ from faust.streams import _current_event
 from pydantic import ValidationError
 
 from hub.deadletter import DeadLetter
+from hub.sync.signing import sign
 from schemas.events import CatalogueEntry, DocumentEvent, DossierEvent
 from streams.domain.state import apply, view
 from streams.guard import exit_on_error
@@ -216,7 +217,9 @@ def _outbox_of(rt: HubRuntime, ev: DossierEvent) -> bytes:
 
 
 async def _send(rt: HubRuntime, ma_ho_so: str, record: bytes) -> None:
-    await rt.send(rt.topics.outbox.get_topic_name(), ma_ho_so.encode(), record)
+    key = ma_ho_so.encode()
+    # Signed over the exact bytes sent: the portal sync pushes nothing it cannot verify.
+    await rt.send(rt.topics.outbox.get_topic_name(), key, record, sign(rt.outbox_key, key, record))
     rt.metrics.records_out.labels(agent=AGENT).inc()
 
 

@@ -28,10 +28,18 @@ class HubPorts:
 
 
 def write_hub_config(
-    tmp_path: Path, bootstrap: str, *, partitions: int = 4, extra: str = "", poll_interval_s: float = 0.5
+    tmp_path: Path, bootstrap: str | None, *, partitions: int = 4, extra: str = "", poll_interval_s: float = 0.5
 ) -> tuple[Path, HubPorts, str]:
-    """A TOML file for a hub on ``bootstrap`` (embedded broker off); returns (path, ports, topic prefix)."""
+    """A TOML file for a hub on ``bootstrap``; returns (path, ports, topic prefix).
+
+    ``bootstrap=None``: the hub's own embedded broker (secured, as in a demo) on free ports, its data
+    in ``tmp_path/kafka``; ``dvc-hub up`` starts it. Otherwise the embedded broker is off.
+    """
     ports = HubPorts(*(free_port() for _ in range(7)))
+    embedded = bootstrap is None
+    if bootstrap is None:
+        broker_port, controller_port = free_port(), free_port()
+        bootstrap = f"127.0.0.1:{broker_port}"
     prefix = f"t{uuid.uuid4().hex[:8]}"
     text = DEFAULTS_FILE.read_text(encoding="utf-8")
     for old, new in (
@@ -43,7 +51,8 @@ def write_hub_config(
         ("portal_port = 8103", f"portal_port = {ports.portal}"),
         ('bootstrap_servers = "127.0.0.1:9092"', f'bootstrap_servers = "{bootstrap}"'),
         ("partitions = 4", f"partitions = {partitions}"),
-        ("enabled = true\ndata_dir = \".dvc-hub/kafka\"", f"enabled = false\ndata_dir = \"{tmp_path / 'kafka'}\""),
+        ("enabled = true\ndata_dir = \".dvc-hub/kafka\"",
+         f"enabled = {'true' if embedded else 'false'}\ndata_dir = \"{tmp_path / 'kafka'}\""),
         ('app_id = "dvc-hub"', f'app_id = "dvc-hub-{prefix}"'),
         ('data_dir = ".dvc-hub/worker"', f'data_dir = "{tmp_path / "worker"}"'),
         ("web_port = 6066", f"web_port = {ports.worker}\npartials_interval_s = 1.0"),
@@ -54,6 +63,11 @@ def write_hub_config(
     ):
         assert old in text, f"the defaults file changed: {old!r} not found"
         text = text.replace(old, new)
+    if embedded:
+        for old, new in (("port = 9092\n", f"port = {broker_port}\n"),
+                         ("controller_port = 9093", f"controller_port = {controller_port}")):
+            assert old in text, f"the defaults file changed: {old!r} not found"
+            text = text.replace(old, new, 1)
     topics = "\n".join(f'{name} = "{prefix}.{default}"' for name, default in TopicSettings().model_dump().items())
     text = text.replace("[prometheus]", f'[prometheus]\ndata_dir = "{tmp_path / "prometheus"}"', 1)
     text += f"\n[topics]\n{topics}\n{extra}\n"

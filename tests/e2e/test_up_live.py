@@ -1,12 +1,15 @@
 """Issue acceptance (foundation): `dvc-hub up` on live traffic shows non-zero counters and pushes statistics.
 
-`up` runs as a user runs it (live generator, no scenario) against the session's real broker; within
-two minutes /metrics must show received dossiers and the portal simulator must have received a
-statistics PUT; then `up` must stop by itself (`--duration`) cleanly, exit code 0.
+`up` runs as a user runs it (live generator, no scenario) with its own embedded broker, secured as in
+a demo (SCRAM users generated on first start, ACLs per part: every hub process must find and use its
+credentials); within two minutes /metrics must show received dossiers and the portal simulator must
+have received a statistics PUT; an anonymous client is refused meanwhile; then `up` must stop by
+itself (`--duration`) cleanly, exit code 0.
 """
 
 from __future__ import annotations
 
+import stat
 import subprocess
 import sys
 import time
@@ -14,8 +17,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from kafka import KafkaProducer
+from kafka.errors import KafkaError
 
-from hub.broker import EmbeddedBroker
+from hub.config import load_settings
 from tests.e2e.hubconfig import write_hub_config
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -33,16 +38,33 @@ def _received(metrics_url: str) -> float:
     )
 
 
-def _stats_puts(portal: str) -> int:
+def _route_count(portal: str, route: str) -> int:
     try:
         routes = httpx.get(f"{portal}/_sim/stats", timeout=5).json()["by_route"]
     except (httpx.HTTPError, ValueError, KeyError):
         return 0
-    return int(routes.get("/api/v1/thongke/dvctt/{ky}/{ma_don_vi}", 0))
+    return int(routes.get(route, 0))
 
 
-def test_live_demo_counts_pushes_and_stops_cleanly(kafka_broker: EmbeddedBroker, tmp_path: Path) -> None:
-    config, ports, _ = write_hub_config(tmp_path, kafka_broker.bootstrap, poll_interval_s=1.0)
+def _stats_puts(portal: str) -> int:
+    return _route_count(portal, "/api/v1/thongke/dvctt/{ky}/{ma_don_vi}")
+
+
+def _anonymous_write_refused(bootstrap: str, topic: str) -> bool:
+    try:
+        producer = KafkaProducer(bootstrap_servers=bootstrap, request_timeout_ms=3000, max_block_ms=3000)
+        try:
+            producer.send(topic, b"forged").get(timeout=5)
+        finally:
+            producer.close(timeout=1)
+    except KafkaError:
+        return True
+    return False
+
+
+def test_live_demo_counts_pushes_and_stops_cleanly(tmp_path: Path) -> None:
+    config, ports, _ = write_hub_config(tmp_path, None, poll_interval_s=1.0)
+    settings = load_settings(config)
     log = tmp_path / "up.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
@@ -58,6 +80,12 @@ def test_live_demo_counts_pushes_and_stops_cleanly(kafka_broker: EmbeddedBroker,
                 time.sleep(2)
             assert _received(metrics) > 0, log.read_text()[-3000:]
             assert _stats_puts(portal) > 0, "no statistics PUT reached the portal within two minutes"
+            # The worker's signed outbox items pass the portal sync's check (one key, found by both).
+            assert _route_count(portal, "/api/v1/dongbo/hoso") > 0, "no dossier push reached the portal"
+            assert _anonymous_write_refused(settings.kafka.bootstrap_servers, settings.topics.outbox)
+            data_dir = settings.embedded_broker.data_dir
+            assert stat.S_IMODE(data_dir.stat().st_mode) == 0o700
+            assert stat.S_IMODE((data_dir / "credentials.json").stat().st_mode) == 0o600
             assert proc.wait(180) == 0, log.read_text()[-3000:]
         finally:
             if proc.poll() is None:

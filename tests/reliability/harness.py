@@ -116,7 +116,7 @@ def dedicated_broker(data_dir: Path) -> EmbeddedBroker:
     port, controller = free_port(), free_port()
     while controller == port:
         controller = free_port()
-    broker = EmbeddedBroker(data_dir, port, controller, die_with_parent=True)
+    broker = EmbeddedBroker(data_dir, port, controller, die_with_parent=True, secure=False)
     broker.start(timeout=120)
     return broker
 

@@ -41,6 +41,7 @@ from hub.simulators.world import World
 from hub.sync.metrics import SyncMetrics
 from hub.sync.outbox import portal_dossier, stats_digest
 from hub.sync.service import SyncService
+from hub.sync.signing import sign
 from schemas.events import CatalogueEntry, Level
 from schemas.figures import OutboxDossier, UnitFigures, merge_counts
 from schemas.units import default_registry
@@ -103,6 +104,9 @@ async def write_catalogue(producer: AIOKafkaProducer, topic: str, entries: list[
             await producer.send_and_wait(topic, value, key=key, partition=partition)
 
 
+#: The outbox HMAC key the test's writers share with the portal sync (the worker's role here).
+OUTBOX_KEY = "e2e-outbox-signing-key-0123456789abcdef"
+
 #: The catalogue the worker holds before the sync starts, and what it learns while the sync runs.
 CATALOGUE_AT_START = [catalogue_entry("14767", PROC, 3), catalogue_entry("14767", "P-4A", 4),
                       catalogue_entry("14770", PROC, 3)]
@@ -126,7 +130,7 @@ async def test_portal_sync_exactly_once_through_faults(kafka_broker, kafka_topic
         partials=kafka_topic(compacted=True), dead_letter=kafka_topic(), audit=kafka_topic(),
     )
     settings = Settings(
-        kafka=KafkaSettings(bootstrap_servers=kafka_broker.bootstrap),
+        kafka=KafkaSettings(bootstrap_servers=kafka_broker.bootstrap, outbox_signing_key=SecretStr(OUTBOX_KEY)),
         topics=topics,
         portal=PortalSettings(
             base_url=f"http://127.0.0.1:{port}",
@@ -158,7 +162,9 @@ async def test_portal_sync_exactly_once_through_faults(kafka_broker, kafka_topic
                     item.dossier["SoDienThoai"] = TRAP_PHONE
                 if version >= up_to - 1 or stale:  # earlier versions again: duplicates
                     sent.append(item)
-                    await producer.send(topics.outbox, item.model_dump_json().encode(), key=ma.encode())
+                    value = item.model_dump_json().encode()
+                    await producer.send(topics.outbox, value, key=ma.encode(),
+                                        headers=sign(OUTBOX_KEY.encode(), ma.encode(), value))
         await producer.flush()
 
     async def partials(scale_0: int) -> None:
@@ -186,7 +192,9 @@ async def test_portal_sync_exactly_once_through_faults(kafka_broker, kafka_topic
     faults.update({"p_5xx": 0.35})
     bad_item = make_item(bad, 1, "14767")
     bad_item.dossier["TrangThaiHoSo"] = "99"
-    await producer.send_and_wait(topics.outbox, bad_item.model_dump_json().encode(), key=bad.encode())
+    bad_value = bad_item.model_dump_json().encode()
+    await producer.send_and_wait(topics.outbox, bad_value, key=bad.encode(),
+                                 headers=sign(OUTBOX_KEY.encode(), bad.encode(), bad_value))
     await wave(2)
     await partials(1)
     await traffic(20)
@@ -372,7 +380,8 @@ async def test_dead_letter_replay_is_audited_and_idempotent(kafka_broker, kafka_
         partials=kafka_topic(compacted=True), dead_letter=kafka_topic(), audit=kafka_topic(),
     )
     settings = Settings(
-        kafka=KafkaSettings(bootstrap_servers=kafka_broker.bootstrap), topics=topics,
+        kafka=KafkaSettings(bootstrap_servers=kafka_broker.bootstrap, outbox_signing_key=SecretStr(OUTBOX_KEY)),
+        topics=topics,
         portal=PortalSettings(base_url=f"http://127.0.0.1:{port}",
                               auth=OAuth2ClientCredentials(client_id="dvc-hub",
                                                            client_secret=SecretStr("portal-secret")),
@@ -388,6 +397,12 @@ async def test_dead_letter_replay_is_audited_and_idempotent(kafka_broker, kafka_
     producer = AIOKafkaProducer(bootstrap_servers=kafka_broker.bootstrap, acks="all")
     await producer.start()
     await producer.send_and_wait(topics.dead_letter, letter.value(), key=letter.key(), headers=letter.headers())
+    # Forged outbox items (anyone with write access to the topic, without the hub's key): never pushed.
+    forged = {f"H56.14767-210310-0090{n}": make_item(f"H56.14767-210310-0090{n}", 1, "14767") for n in range(2)}
+    for (fake_ma, fake), headers in zip(forged.items(), ([], sign(b"not-the-hub-key" * 3, b"x", b"y")), strict=True):
+        fake.dossier["ChuHoSo"] = TRAP_NAME
+        value = fake.model_dump_json().encode()
+        await producer.send_and_wait(topics.outbox, value, key=fake_ma.encode(), headers=headers)
     await producer.stop()
 
     service = SyncService(settings, now=lambda: REPORT_NOW, group_id="e2e-replay")
@@ -410,3 +425,8 @@ async def test_dead_letter_replay_is_audited_and_idempotent(kafka_broker, kafka_
     audit = [json.loads(v) for v in await read_all(kafka_broker.bootstrap, topics.audit)]
     assert [a["dead_letter_offset"] for a in audit] == [0, 0]
     assert all(a["action"] == "dlq.replay" and a["who"] and a["event_id"] == item.item_id for a in audit)
+    assert not set(forged) & set(world.portal_dossiers)
+    refused = [DeadLetter.parse(v) for v in await read_all(kafka_broker.bootstrap, topics.dead_letter)]
+    refused = [d for d in refused if d.reason == "unauthenticated"]
+    assert len(refused) == len(forged)
+    assert all(d.payload is None and TRAP_NAME not in d.model_dump_json() for d in refused)

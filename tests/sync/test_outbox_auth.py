@@ -1,0 +1,164 @@
+"""Outbox items are authenticated (hub.sync.signing): a forged item never reaches the portal.
+
+No broker: the portal sync's batch processing runs in-process on hand-made consumer records, with a
+mock portal and a producer that records what would be written (dead letters, sync state).
+"""
+
+from __future__ import annotations
+
+import json
+import stat
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from aiokafka import TopicPartition
+from pydantic import SecretStr
+
+from hub.config import KafkaSettings, Settings
+from hub.credentials import OUTBOX_KEY_FILE
+from hub.deadletter import DeadLetter
+from hub.sync.signing import MAC_HEADER, sign, verify
+from schemas.figures import OutboxDossier
+from streams.agents import dossier_state
+from streams.app import create_app, runtime_of
+
+from .test_sync_units import reply, service_with
+
+KEY = "k" * 40
+OTHER_KEY = "o" * 40
+TRAP_NAME = "Nguyễn Thị Giả Mạo"
+
+
+@dataclass
+class Record:
+    key: bytes | None
+    value: bytes
+    headers: list[tuple[str, bytes]] = field(default_factory=list)
+    offset: int = 0
+
+
+class Recorder:
+    """Stands in for the service's AIOKafkaProducer: keeps every record it is asked to write."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes, bytes | None, Any]] = []
+
+    async def send_and_wait(self, topic: str, value: bytes, key: bytes | None = None, headers: Any = None) -> None:
+        self.sent.append((topic, value, key, headers))
+
+
+def dossier_value(ma: str, version: int = 1) -> bytes:
+    item = OutboxDossier(item_id=f"dossier:{ma}:{version}", ma_ho_so=ma, version=version,
+                         created_at=datetime.now(UTC), dossier={"MaHoSo": ma, "PhienBan": version,
+                                                                "ChuHoSo": TRAP_NAME}, progress=[])
+    return item.model_dump_json().encode()
+
+
+def signed(ma: str, key: str = KEY, offset: int = 0) -> Record:
+    value = dossier_value(ma)
+    return Record(ma.encode(), value, sign(key.encode(), ma.encode(), value), offset)
+
+
+def forgeries() -> dict[str, Record]:
+    """Every way an outbox record can fail the check: each must be refused."""
+    genuine = signed("H56.14767-210310-00002")
+    other_value = dossier_value("H56.14767-210310-00003")
+    return {
+        "no header": Record(b"H56.14767-210310-00001", dossier_value("H56.14767-210310-00001")),
+        "another key": signed("H56.14767-210310-00004", key=OTHER_KEY),
+        "another value's MAC": Record(b"H56.14767-210310-00003", other_value, genuine.headers),
+        "altered value": Record(genuine.key, genuine.value.replace(b'"PhienBan":1', b'"PhienBan":9'),
+                                genuine.headers),
+        "moved to another key": Record(b"H56.14767-210310-00005", genuine.value, genuine.headers),
+        "garbage header": Record(b"H56.14767-210310-00006", dossier_value("H56.14767-210310-00006"),
+                                 [(MAC_HEADER, b"v1:" + b"0" * 64)]),
+        "unversioned header": Record(b"H56.14767-210310-00007", dossier_value("H56.14767-210310-00007"),
+                                     [(MAC_HEADER, b"deadbeef")]),
+        "two headers": Record(genuine.key, genuine.value, [*genuine.headers, (MAC_HEADER, b"v1:00")]),
+    }
+
+
+@pytest.mark.parametrize("name", list(forgeries()))
+def test_each_kind_of_forgery_fails_verification(name: str) -> None:
+    record = forgeries()[name]
+    assert verify(KEY.encode(), record.key, record.value, record.headers) is not None
+    good = signed("H56.14767-210310-00002")
+    assert verify(KEY.encode(), good.key, good.value, good.headers) is None
+
+
+async def test_forged_items_are_dead_lettered_without_payload_and_never_pushed() -> None:
+    service, portal, _ = service_with(lambda request: reply("0"))
+    # service_with replaces _dead_letter; this test checks the real one (what the letter holds).
+    service._dead_letter = type(service)._dead_letter.__get__(service)  # type: ignore[method-assign]
+    recorder = Recorder()
+    service._producer = recorder  # type: ignore[assignment]
+    service._outbox_key = KEY.encode()
+    bad = list(forgeries().values())
+    good = signed("H56.14767-210310-00099", offset=len(bad))
+    records = [Record(r.key, r.value, r.headers, offset) for offset, r in enumerate(bad)] + [good]
+    await service._process({TopicPartition("dvchub.outbox.portal", 0): records})  # type: ignore[arg-type]
+
+    pushed = [d["MaHoSo"] for call in portal.calls if call.url.path == "/api/v1/dongbo/hoso"
+              for d in json.loads(call.content)["data"]]
+    assert pushed == ["H56.14767-210310-00099"]
+    letters = [DeadLetter.parse(value) for topic, value, _, _ in recorder.sent
+               if topic == service.topics.dead_letter]
+    assert len(letters) == len(bad)
+    assert {letter.reason for letter in letters} == {"unauthenticated"}
+    assert sorted(letter.offset for letter in letters) == list(range(len(bad)))
+    for letter in letters:
+        assert letter.payload is None
+        assert letter.event_id is None
+    everything = b"".join(value + (key or b"") for _, value, key, _ in recorder.sent)
+    assert TRAP_NAME.encode() not in everything
+    assert "Giả Mạo" not in json.dumps([letter.model_dump(mode="json") for letter in letters], ensure_ascii=False)
+    assert service.metrics.value("dvchub_dead_letters_total", stage="portal_sync", reason="unauthenticated") == len(bad)
+
+
+async def test_the_statistics_the_sync_writes_itself_are_signed() -> None:
+    service, _, _ = service_with(lambda request: reply("0"))
+    recorder = Recorder()
+    service._producer = recorder  # type: ignore[assignment]
+    service._outbox_key = KEY.encode()
+    await service._write_outbox(b"stats|2021-Q1|14767", b'{"type":"stats"}')
+    [(_, value, key, headers)] = recorder.sent
+    assert verify(KEY.encode(), key, value, headers) is None
+
+
+async def test_the_worker_signs_every_outbox_item_with_the_shared_key() -> None:
+    from tests.streams.test_agents import FakeEvent, Sent, canonical_of, dossier
+
+    settings = Settings(kafka=KafkaSettings(outbox_signing_key=SecretStr(KEY)))
+    app = create_app(settings)
+    app.finalize()
+    rt = runtime_of(app)
+    rt.sink = Sent()
+    rt.dossiers, rt.ready, rt.active = {}, True, {0}
+    await dossier_state.handle(rt, FakeEvent(canonical_of(dossier(1)), offset=1))
+    [(key, value, headers, _)] = rt.sink.on(rt.topics.outbox.get_topic_name())
+    assert verify(KEY.encode(), key, value, headers) is None
+    assert verify(OTHER_KEY.encode(), key, value, headers) is not None
+    assert orjson.loads(value)["ma_ho_so"].encode() == key
+
+
+def test_a_generated_outbox_key_is_private_and_shared_by_every_process(tmp_path: Path) -> None:
+    data_dir = tmp_path / "kafka"
+    settings = Settings(embedded_broker={"data_dir": data_dir})  # type: ignore[arg-type]
+    first = settings.kafka.for_part("worker").outbox_key()
+    again = Settings(embedded_broker={"data_dir": data_dir}).kafka.for_part("portal-sync").outbox_key()  # type: ignore[arg-type]
+    assert first == again
+    assert len(first) == 32
+    assert stat.S_IMODE((data_dir / OUTBOX_KEY_FILE).stat().st_mode) == 0o600
+    assert stat.S_IMODE(data_dir.stat().st_mode) == 0o700
+    other = Settings(embedded_broker={"data_dir": tmp_path / "elsewhere"}).kafka.outbox_key()  # type: ignore[arg-type]
+    assert other != first
+
+
+def test_a_configured_key_must_be_long_enough() -> None:
+    with pytest.raises(ValueError, match="at least 32"):
+        KafkaSettings(outbox_signing_key=SecretStr("short"))
+
