@@ -210,7 +210,9 @@ def test_credentials_are_private_and_anonymous_or_wrong_clients_are_refused(own_
     assert sorted(users) == sorted(PARTS)
     assert len({u["password"] for u in users.values()}) == len(PARTS)  # one random password each
 
-    quick = {"request_timeout_ms": 3000, "max_block_ms": 3000}
+    # bootstrap_timeout_ms: kafka-python 3 waits 30 s (its default) in the constructor for a bootstrap
+    # connection that a refusing broker never lets it make.
+    quick = {"request_timeout_ms": 3000, "max_block_ms": 3000, "bootstrap_timeout_ms": 3000}
     name, _ = own_broker.credentials()["connectors"]
     for auth in (
         {},  # anonymous, PLAINTEXT: the listener speaks SASL only

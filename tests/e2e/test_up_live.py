@@ -52,7 +52,10 @@ def _stats_puts(portal: str) -> int:
 
 def _anonymous_write_refused(bootstrap: str, topic: str) -> bool:
     try:
-        producer = KafkaProducer(bootstrap_servers=bootstrap, request_timeout_ms=3000, max_block_ms=3000)
+        # bootstrap_timeout_ms: kafka-python 3 would wait 30 s in the constructor for a connection the
+        # broker refuses.
+        producer = KafkaProducer(bootstrap_servers=bootstrap, request_timeout_ms=3000, max_block_ms=3000,
+                                 bootstrap_timeout_ms=3000)
         try:
             producer.send(topic, b"forged").get(timeout=5)
         finally:
