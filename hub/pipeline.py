@@ -308,17 +308,17 @@ class PipelineView:
 
 
 class _BacklogCollector(Collector):
-    def __init__(self, stage: str, read: Callable[[], int | None]) -> None:
-        self._stage = stage
-        self._read = read
+    def __init__(self, readers: Mapping[str, Callable[[], int | None]]) -> None:
+        self._readers = dict(readers)
 
     def collect(self) -> Iterator[Metric]:
         from hub.metrics import PIPELINE_BACKLOG, gauge_family
 
         family = gauge_family(PIPELINE_BACKLOG)
-        value = self._read()
-        if value is not None:  # not measured yet: no sample rather than a 0 that reads "caught up"
-            family.add_metric([self._stage], float(value))
+        for stage, read in self._readers.items():
+            value = read()
+            if value is not None:  # not measured yet: no sample rather than a 0 that reads "caught up"
+                family.add_metric([stage], float(value))
         yield family
 
     def describe(self) -> Iterator[Metric]:
@@ -327,12 +327,20 @@ class _BacklogCollector(Collector):
         yield gauge_family(PIPELINE_BACKLOG)
 
 
-def backlog_collector(stage: str, read: Callable[[], int | None]) -> Collector:
-    """A collector of ``dvc_hub_pipeline_backlog{stage=<stage>}``, read at scrape time from ``read``.
+def backlog_collector(readers: Mapping[str, Callable[[], int | None]]) -> Collector:
+    """A collector of ``dvc_hub_pipeline_backlog{stage}``: one sample per stage, read at scrape time.
 
-    ``read`` returns the stage's backlog, or None while it is not known (then the scrape has no
-    sample for the stage, and ``absent()``/``unknown`` say so, instead of a 0 that would look caught up).
+    ``readers`` maps each stage this process exports to a function returning its backlog, or None
+    while it is not known (then the scrape has no sample for the stage, instead of a 0 that would
+    look caught up). One collector per registry: the portal sync passes both its stages.
+
+        >>> from prometheus_client import CollectorRegistry, generate_latest
+        >>> reg = CollectorRegistry()
+        >>> reg.register(backlog_collector({"outbox": lambda: 3, "statistics": lambda: None}))
+        >>> [line for line in generate_latest(reg).decode().splitlines() if not line.startswith("#")]
+        ['dvc_hub_pipeline_backlog{stage="outbox"} 3.0']
     """
-    if stage not in STAGES:
-        raise ValueError(f"unknown pipeline stage {stage!r}; one of {', '.join(STAGES)}")
-    return _BacklogCollector(stage, read)
+    unknown = sorted(set(readers) - set(STAGES))
+    if unknown:
+        raise ValueError(f"unknown pipeline stage(s) {', '.join(unknown)}; one of {', '.join(STAGES)}")
+    return _BacklogCollector(readers)

@@ -117,7 +117,7 @@ class HubRuntime:
         self.metrics = PipelineMetrics(self.registry)
         self.registry.register(DomainCollector(self, local_now))
         # dvc_hub_pipeline_backlog{stage="worker"}: the lag summed over the source topics, once measured.
-        self.registry.register(backlog_collector("worker", self.backlog))
+        self.registry.register(backlog_collector({"worker": self.backlog}))
         #: The ``pipeline`` section of ``/api/v1/status``: every stage, the other parts' health cached.
         self.pipeline = PipelineView(settings)
         self.clock: Callable[[], datetime] = local_now

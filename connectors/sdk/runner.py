@@ -70,7 +70,7 @@ class ConnectorRunner:
         self.registry = registry or CollectorRegistry()
         self.metrics = ConnectorMetrics(self.registry)
         # dvc_hub_pipeline_backlog{stage="connectors"}: instances not caught up (hub.pipeline).
-        self.registry.register(backlog_collector("connectors", lambda: self.health()["backlog"]))
+        self.registry.register(backlog_collector({"connectors": lambda: self.health()["backlog"]}))
         self.serve_http = serve_http
         self._http = http
         self._sink = sink

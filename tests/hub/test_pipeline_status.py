@@ -273,9 +273,9 @@ def test_the_worker_view_fetches_the_others_at_most_once_per_ttl() -> None:
 def test_backlog_gauge_has_no_sample_until_measured() -> None:
     value: list[int | None] = [None]
     registry = CollectorRegistry()
-    registry.register(backlog_collector("worker", lambda: value[0]))
+    registry.register(backlog_collector({"worker": lambda: value[0]}))
     assert b'dvc_hub_pipeline_backlog{stage="worker"}' not in generate_latest(registry)
     value[0] = 42
     assert b'dvc_hub_pipeline_backlog{stage="worker"} 42.0' in generate_latest(registry)
     with pytest.raises(ValueError, match="unknown pipeline stage"):
-        backlog_collector("workers", lambda: 0)
+        backlog_collector({"workers": lambda: 0})
