@@ -279,3 +279,26 @@ def test_backlog_gauge_has_no_sample_until_measured() -> None:
     assert b'dvc_hub_pipeline_backlog{stage="worker"} 42.0' in generate_latest(registry)
     with pytest.raises(ValueError, match="unknown pipeline stage"):
         backlog_collector({"workers": lambda: 0})
+
+
+def test_the_worker_exports_its_lag_as_the_worker_stage() -> None:
+    from hub.config import Settings
+    from streams.app import create_app, runtime_of
+
+    rt = runtime_of(create_app(Settings()))
+    assert rt.backlog() is None
+    assert b'dvc_hub_pipeline_backlog{stage="worker"}' not in generate_latest(rt.registry)
+    rt._lag, rt.lag_known = {"dvchub.raw.motcua": 7, "dvchub.raw.qlvb": 5}, True
+    assert b'dvc_hub_pipeline_backlog{stage="worker"} 12.0' in generate_latest(rt.registry)
+    assert rt.status()["caught_up"] is False  # the worker's own field keeps its meaning
+
+
+def test_the_connector_runner_counts_instances_not_caught_up() -> None:
+    from connectors.sdk.runner import ConnectorRunner, selected_instances
+
+    settings = load_settings()
+    runner = ConnectorRunner(settings, selected_instances(settings), serve_http=False)
+    # Before the engines are built every configured instance is behind.
+    assert runner.health()["backlog"] == len(selected_instances(settings)) > 0
+    text = generate_latest(runner.registry).decode()
+    assert f'dvc_hub_pipeline_backlog{{stage="connectors"}} {float(len(selected_instances(settings)))}' in text
