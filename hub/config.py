@@ -335,13 +335,17 @@ class SimulatorSettings(_Model):
     """Where ``dvc-hub up`` / ``dvc-hub simulate`` serve the simulated source systems.
 
     The connector and portal URLs in the sample configuration point here; change both together.
+    ``enabled``: whether ``up`` starts them; None (the default) follows the profile: on in
+    ``profile = "demo"``, off otherwise (a production hub reads the real source systems).
     """
 
+    enabled: bool | None = None
     host: str = "127.0.0.1"
     motcua_port: Annotated[int, Field(ge=0, le=65535)] = 8101
     qlvb_port: Annotated[int, Field(ge=0, le=65535)] = 8102
     portal_port: Annotated[int, Field(ge=0, le=65535)] = 8103
-    live_rate_per_s: Annotated[float, Field(gt=0)] = 5.0
+    #: 0: the simulators run without generated traffic (``dvc-hub simulate``'s ``--rate 0``).
+    live_rate_per_s: Annotated[float, Field(ge=0)] = 5.0
 
 
 class PrometheusSettings(_Model):

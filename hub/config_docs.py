@@ -60,11 +60,17 @@ DESCRIPTIONS: dict[str, str] = {
     "embedded_broker.port": "PLAINTEXT listener on 127.0.0.1.",
     "embedded_broker.controller_port": "KRaft controller listener on 127.0.0.1.",
     "simulators": "The simulated source systems `dvc-hub up` runs (demo and tests).",
+    "simulators.enabled": (
+        "Whether `dvc-hub up` starts the simulators (and the live generator); empty: follow the profile "
+        "(on in `profile = \"demo\"`, off otherwise). `up --scenario` needs them on."
+    ),
     "simulators.host": "Listen address of the simulators.",
     "simulators.motcua_port": "One-stop simulator port (all units, under /donvi/<unit>).",
     "simulators.qlvb_port": "Document management simulator port.",
     "simulators.portal_port": "Provincial portal simulator port.",
-    "simulators.live_rate_per_s": "New dossiers per second the live generator creates (without a scenario).",
+    "simulators.live_rate_per_s": (
+        "New dossiers per second the live generator creates (without a scenario); 0: no generated traffic."
+    ),
     "prometheus": "The Prometheus server `dvc-hub up` starts when Debian's `prometheus` is installed.",
     "prometheus.enabled": "Start Prometheus with `dvc-hub up` (when installed).",
     "prometheus.host": "Listen address.",

@@ -179,11 +179,19 @@ PORTAL_OLDEST_UNPUSHED = MetricSpec(
     ("kind",),
 )
 
+# --------------------------------------------------------------------------- the whole pipeline (hub.pipeline)
+PIPELINE_BACKLOG = MetricSpec(
+    "dvc_hub_pipeline_backlog", "gauge",
+    "Work a pipeline stage has not done yet: connectors = instances not caught up, worker = consumer lag "
+    "(records), outbox = outbox records not committed by the portal sync, statistics = (unit, period) bodies "
+    "not pushed.", ("stage",),
+)
+
 ALL_METRICS: tuple[MetricSpec, ...] = (
     *DOMAIN_METRICS, AGENT_RECORDS_IN, AGENT_RECORDS_OUT, DEAD_LETTERS, CONSUMER_LAG, CONSUMER_REREADS,
     PROCESSING_LATENCY, STATE_APPLIES, CONNECTOR_POLLS, CONNECTOR_RECORDS, CONNECTOR_ERRORS, CONNECTOR_CURSOR_AGE,
     CONNECTOR_LAST_SUCCESS, CONNECTOR_UP, PORTAL_PUSHES, PORTAL_RETRIES, PORTAL_BREAKER_STATE,
-    PORTAL_BREAKER_TRANSITIONS, PORTAL_OLDEST_UNPUSHED,
+    PORTAL_BREAKER_TRANSITIONS, PORTAL_OLDEST_UNPUSHED, PIPELINE_BACKLOG,
 )
 
 # Prometheus client stores a counter named ``x_total`` as family ``x``.

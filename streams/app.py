@@ -45,6 +45,7 @@ from prometheus_client import CollectorRegistry
 
 from hub.config import Settings
 from hub.deadletter import REASONS, DeadLetter
+from hub.pipeline import PipelineView, backlog_collector
 from schemas.units import UnitRegistry, default_registry
 from streams.bounds import InputBounds
 from streams.collector import DomainCollector, PipelineMetrics
@@ -115,6 +116,10 @@ class HubRuntime:
         self.registry = CollectorRegistry(auto_describe=False)
         self.metrics = PipelineMetrics(self.registry)
         self.registry.register(DomainCollector(self, local_now))
+        # dvc_hub_pipeline_backlog{stage="worker"}: the lag summed over the source topics, once measured.
+        self.registry.register(backlog_collector({"worker": self.backlog}))
+        #: The ``pipeline`` section of ``/api/v1/status``: every stage, the other parts' health cached.
+        self.pipeline = PipelineView(settings)
         self.clock: Callable[[], datetime] = local_now
         #: Canonical-topic partitions this worker owns and has rebuilt.
         self.active: set[int] = set()
@@ -360,13 +365,21 @@ class HubRuntime:
         """Consumer lag per source topic for this app's group (refreshed every few seconds)."""
         return dict(self._lag)
 
+    def backlog(self) -> int | None:
+        """Source records not processed yet (lag summed over the source topics); None until measured."""
+        return sum(self._lag.values()) if self.lag_known else None
+
     @property
     def group(self) -> str:
         """The consumer group: faust uses the app id."""
         return str(self.app.conf.id)
 
     def status(self) -> dict[str, Any]:
-        """``GET /api/v1/status``."""
+        """This worker's own part of ``GET /api/v1/status`` (the view adds ``pipeline``, :mod:`hub.pipeline`).
+
+        ``caught_up`` is this worker's alone (ready, lag measured and zero); the whole pipeline's is
+        ``pipeline.caught_up``.
+        """
         m = self.metrics
         agents = sorted(self.app.agents)
         records_in = {a: int(m.records_in.current(agent=a)) for a in agents}

@@ -2,9 +2,12 @@
 
 ======================  ==================================================================
 ``GET /metrics``        Prometheus text: domain gauges read live from the aggregates, the
-                        pipeline counters, consumer lag and ``dvchub_state_dossiers``.
+                        pipeline counters, consumer lag, ``dvchub_state_dossiers`` and
+                        ``dvc_hub_pipeline_backlog{stage="worker"}``.
 ``GET /healthz``        ``200 ok`` while the worker runs (``503`` during a rebalance).
-``GET /api/v1/status``  partitions, records processed, lag, ``caught_up``.
+``GET /api/v1/status``  partitions, records processed, lag, ``caught_up`` (this worker's), and
+                        ``pipeline``: every stage's backlog and whether the whole pipeline
+                        has caught up (:mod:`hub.pipeline`).
 ``GET /api/v1/figures`` this worker's counts (its partitions only) as JSON; ``?unit=14767``
                         and ``?period=2021-Q1`` filter. For city-wide figures read the
                         partials topic (``dvc-hub report``) or sum every worker.
@@ -89,7 +92,11 @@ def register_views(app: faust.App, rt: HubRuntime) -> None:
 
     @page("/api/v1/status")
     async def status(web: Any, _request: Any) -> Any:
-        return web.json(rt.status())
+        body = rt.status()
+        # The whole pipeline (hub.pipeline): the other parts' health is fetched off the event loop and
+        # cached, so this view never waits on the connector runner or the portal sync for long.
+        body["pipeline"] = await rt.pipeline.current(body)
+        return web.json(body)
 
     @page("/api/v1/figures")
     async def figures(web: Any, request: Any) -> Any:

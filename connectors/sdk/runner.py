@@ -5,9 +5,11 @@ its own :class:`~connectors.sdk.engine.SyncEngine` (its own rate limit, cursor, 
 health); they share one pooled :class:`httpx.AsyncClient`, one idempotent Kafka producer and one
 Prometheus registry served on ``settings.connector_runner`` (loopback by default):
 
-- ``GET /metrics``: the ``dvchub_connector_*`` metrics of :mod:`hub.metrics`;
+- ``GET /metrics``: the ``dvchub_connector_*`` metrics of :mod:`hub.metrics`, and
+  ``dvc_hub_pipeline_backlog{stage="connectors"}`` (instances not caught up);
 - ``GET /healthz``: JSON, one entry per instance (status ``starting``/``ok``/``degraded``/``error``,
-  last success, last error key and message, cursors); HTTP 503 only when every instance is in error.
+  last success, last error key and message, cursors), ``caught_up`` and ``backlog`` (instances not
+  caught up); HTTP 503 only when every instance is in error.
 
 Stopping (SIGTERM, Ctrl-C, or setting the ``stop`` event) lets every engine finish the page it is on;
 a cursor is only ever saved after its records are acknowledged, so stopping at any point is safe.
@@ -33,6 +35,7 @@ from connectors.sdk.sinks import KafkaSink, RecordSink
 from connectors.sdk.state import KafkaStateStore, StateStore
 from hub.config import ConfigError, ConnectorInstance, Settings
 from hub.kafka import producer as make_producer
+from hub.pipeline import backlog_collector
 
 __all__ = ["ConnectorRunner", "selected_instances"]
 
@@ -66,6 +69,8 @@ class ConnectorRunner:
         self.instances = list(instances)
         self.registry = registry or CollectorRegistry()
         self.metrics = ConnectorMetrics(self.registry)
+        # dvc_hub_pipeline_backlog{stage="connectors"}: instances not caught up (hub.pipeline).
+        self.registry.register(backlog_collector({"connectors": lambda: self.health()["backlog"]}))
         self.serve_http = serve_http
         self._http = http
         self._sink = sink
@@ -96,12 +101,16 @@ class ConnectorRunner:
         return engines
 
     def health(self) -> dict[str, Any]:
-        """Every instance's health."""
+        """Every instance's health; ``backlog``: the instances not caught up with their source.
+
+        Before the engines are built (starting), the backlog is every configured instance.
+        """
         instances = {e.name: e.health() for e in self.engines}
         statuses = {h["status"] for h in instances.values()}
         overall = "ok" if statuses <= {"ok"} else "error" if statuses == {"error"} else "degraded"
         caught_up = bool(instances) and all(h.get("caught_up") for h in instances.values())
-        return {"status": overall, "caught_up": caught_up, "instances": instances}
+        behind = sum(1 for h in instances.values() if not h.get("caught_up")) if self.engines else len(self.instances)
+        return {"status": overall, "caught_up": caught_up, "backlog": behind, "instances": instances}
 
     async def _metrics(self, request: web.Request) -> web.Response:  # noqa: ARG002 - aiohttp handler
         return web.Response(body=generate_latest(self.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})

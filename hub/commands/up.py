@@ -26,6 +26,8 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,7 @@ from typing import Any
 import httpx
 
 from hub.config import DEMO_QLVB_PASSWORD, Settings, config_origin, load_settings, require_secrets
+from hub.pipeline import Fetched, fetch, health_urls, pipeline_status
 from hub.process import ChildProcess
 
 STATE_DIR = Path(".dvc-hub")
@@ -154,7 +157,8 @@ def _simulator_credentials(settings: Settings) -> tuple[dict[str, str], tuple[st
 class Simulators:
     """The three simulated source systems plus what feeds them (live generator or scenario)."""
 
-    def __init__(self, settings: Settings, scenario: str | None, fast: bool, faults: str | None, seed: int) -> None:
+    def __init__(self, settings: Settings, scenario: str | None, fast: bool, faults: str | None, seed: int,
+                 *, live: bool = True) -> None:
         from hub.simulators.clock import SimClock
         from hub.simulators.faults import Faults
         from hub.simulators.server import SimulatorServer
@@ -183,7 +187,9 @@ class Simulators:
 
             clock = SimClock.live()
             self.world = World(clock, seed=seed)
-            self.generator = LiveGenerator(self.world, rate_per_s=settings.simulators.live_rate_per_s, seed=seed)
+            if live:  # else the simulators serve what is in them, and nothing new arrives
+                self.generator = LiveGenerator(self.world, rate_per_s=settings.simulators.live_rate_per_s,
+                                               seed=seed)
         self.server = SimulatorServer(
             self.world, units=units, motcua_faults=self.faults, qlvb_faults=self.faults, portal_faults=self.faults,
             qlvb_username=qlvb[0], qlvb_password=qlvb[1], portal_clients=clients, seed=seed,
@@ -200,7 +206,7 @@ class Simulators:
         self.server.start()
         if self.player is not None:
             self.player.start()
-        else:
+        elif self.generator is not None:
             self._thread = threading.Thread(
                 target=self.generator.run_forever, args=(self._stop_generator,), name="live-generator", daemon=True
             )
@@ -210,7 +216,7 @@ class Simulators:
         if self.player is not None:
             released, total = self.player.progress()
             return {"scenario": self.scenario_name, "released": released, "total": total, "done": self.player.done}
-        return {"scenario": None, "live": True, "dossiers": len(self.world.final_dossiers())}
+        return {"scenario": None, "live": self.generator is not None, "dossiers": len(self.world.final_dossiers())}
 
     def stop(self) -> None:
         if self.player is not None:
@@ -219,6 +225,121 @@ class Simulators:
         if self._thread is not None:
             self._thread.join(5)
         self.server.stop()
+
+
+# --------------------------------------------------------------------------- what up starts
+
+
+class PlanError(ValueError):
+    """``up``'s options ask for a part the configuration leaves off (the message says what to set)."""
+
+
+@dataclass(frozen=True)
+class Part:
+    """One part of the hub ``up`` starts or leaves out, and why."""
+
+    name: str
+    start: bool
+    why: str
+
+
+def simulators_enabled(settings: Settings) -> bool:
+    """``simulators.enabled``, or when it is not set: on in the demo profile only."""
+    enabled = settings.simulators.enabled
+    return settings.profile == "demo" if enabled is None else enabled
+
+
+def plan_parts(settings: Settings, scenario: str | None = None) -> list[Part]:
+    """What ``up`` starts on ``settings`` (with ``--scenario`` or not), and why each part is or is not.
+
+    The simulators and the live generator are the demo's stand-ins for the source systems and the
+    portal: they run in the demo profile or when ``simulators.enabled = true``; a production
+    configuration starts the hub's own parts only. Raises :class:`PlanError` for ``--scenario``
+    without the simulators (a scenario plays into them).
+
+        >>> from hub.config import Settings
+        >>> [(p.name, p.start) for p in plan_parts(Settings(profile="demo"))][:3]
+        [('broker', True), ('simulators', True), ('live generator', True)]
+        >>> [p.name for p in plan_parts(Settings(profile="production")) if not p.start]
+        ['simulators', 'live generator']
+    """
+    sims = simulators_enabled(settings)
+    how = ("simulators.enabled = true" if settings.simulators.enabled
+           else "simulators.enabled = false" if settings.simulators.enabled is not None
+           else f'profile = "{settings.profile}"')
+    if scenario and not sims:
+        raise PlanError(
+            f"up --scenario {scenario} plays the scenario into the simulators, and they are off ({how}): "
+            "set simulators.enabled = true (or DVC_HUB_SIMULATORS__ENABLED=true), or use the demo profile, "
+            "or leave out --scenario to run the hub on its configured sources"
+        )
+    eb = settings.embedded_broker
+    parts = [
+        Part("broker", eb.enabled,
+             f"embedded Kafka on 127.0.0.1:{eb.port}" if eb.enabled
+             else f"embedded_broker.enabled = false: the hub uses {settings.kafka.bootstrap_servers}"),
+        Part("simulators", sims,
+             f"the demo's source systems and portal ({how})" if sims
+             else f"{how}: the connectors read the configured source systems, the portal sync pushes to "
+                  f"portal.base_url (simulators.enabled = true starts the simulators anyway)"),
+    ]
+    rate = settings.simulators.live_rate_per_s
+    if not sims:
+        parts.append(Part("live generator", False, "it feeds the simulators, which are off"))
+    elif scenario:
+        parts.append(Part("live generator", False, f"scenario {scenario} feeds the simulators instead"))
+    elif rate <= 0:
+        parts.append(Part("live generator", False, "simulators.live_rate_per_s = 0: no generated traffic"))
+    else:
+        parts.append(Part("live generator", True, f"{rate:g} new dossiers per second"))
+    if scenario:
+        parts.append(Part("scenario", True, f"{scenario} into the simulators"))
+    enabled = sum(1 for c in settings.connectors if c.enabled)
+    parts += [
+        Part("worker", True, "the hub's stream worker"),
+        Part("connectors", True, f"{enabled} enabled connector instance(s)"),
+        Part("portal sync", settings.portal.enabled,
+             f"pushes to {settings.portal.base_url}" if settings.portal.enabled else "portal.enabled = false"),
+        Part("prometheus", settings.prometheus.enabled,
+             "when Debian's prometheus is installed" if settings.prometheus.enabled
+             else "prometheus.enabled = false"),
+    ]
+    return parts
+
+
+def describe_plan(parts: list[Part]) -> list[str]:
+    """The lines ``up`` prints before it starts: what it starts, what it does not, and why."""
+    on = [p for p in parts if p.start]
+    off = [p for p in parts if not p.start]
+    lines = ["starting: " + ", ".join(p.name for p in on)]
+    lines += [f"  {p.name}: {p.why}" for p in on]
+    if off:
+        lines.append("not starting: " + ", ".join(p.name for p in off))
+        lines += [f"  {p.name}: {p.why}" for p in off]
+    return lines
+
+
+def places_to_look(settings: Settings, *, simulators: dict[str, str] | None, prometheus: str | None,
+                   logs: Path, scenario: str | None) -> dict[str, str]:
+    """The lines ``up`` prints once the hub is up: only the parts that run (no simulator URL without them)."""
+    w = f"http://{settings.worker.web_host}:{settings.worker.web_port}"
+    lines = {
+        "metrics": f"{w}/metrics",
+        "figures": f"{w}/api/v1/figures",
+        "connector metrics": f"http://{settings.connector_runner.host}:{settings.connector_runner.port}/metrics",
+    }
+    if settings.portal.enabled:
+        ps = f"{_portal_sync_scheme(settings)}://{settings.portal_sync.host}:{settings.portal_sync.port}"
+        lines["portal sync metrics"] = f"{ps}/metrics"
+        lines["read API"] = f"{ps}/openapi.json"
+    if prometheus is not None:
+        lines["prometheus"] = prometheus
+    if simulators is not None:
+        lines["simulators"] = ", ".join(f"{name} {url}" for name, url in simulators.items())
+    lines["logs"] = str(logs)
+    lines["status"] = "dvc-hub status"
+    lines["report"] = "dvc-hub report --period 2021-Q1" if scenario else "dvc-hub report --period <yyyy-Qn>"
+    return lines
 
 
 # --------------------------------------------------------------------------- up
@@ -259,6 +380,13 @@ def _up(args: argparse.Namespace) -> int:
     notice = require_secrets(settings, "up", str(config_origin(args.config)))
     if notice:
         _say(f"DVC Hub {notice} (profile = \"demo\" in {config_origin(args.config)})")
+    try:
+        plan = {p.name: p for p in plan_parts(settings, args.scenario)}
+    except PlanError as exc:
+        print(f"dvc-hub up: {exc}", file=sys.stderr)
+        return 2
+    for line in describe_plan(list(plan.values())):
+        _say(line)
     logs = STATE_DIR / "logs"
     total = 5
     stopping = threading.Event()
@@ -290,11 +418,17 @@ def _up(args: argparse.Namespace) -> int:
         created = ensure_topics(settings.kafka, hub_topics(settings))
         _say(f"[1/{total}] topics: {len(created)} created, {len(hub_topics(settings)) - len(created)} existed")
 
-        # 2. simulators
-        what = f"scenario {args.scenario}{' (fast)' if args.fast else ''}" if args.scenario else "live generator"
-        _say(f"[2/{total}] simulators: starting the one-stop, QLVB and portal simulators ({what})...")
-        sims = Simulators(settings, args.scenario, args.fast, args.faults, args.seed)
-        sims.start()
+        # 2. simulators (demo profile, or simulators.enabled)
+        if plan["simulators"].start:
+            feed = plan["live generator"]
+            what = (f"scenario {args.scenario}{' (fast)' if args.fast else ''}" if args.scenario
+                    else "live generator" if feed.start else f"no live generator: {feed.why}")
+            _say(f"[2/{total}] simulators: starting the one-stop, QLVB and portal simulators ({what})...")
+            sims = Simulators(settings, args.scenario, args.fast, args.faults, args.seed,
+                              live=feed.start)
+            sims.start()
+        else:
+            _say(f"[2/{total}] simulators: not started ({plan['simulators'].why})")
 
         # 3. children
         _say(f"[3/{total}] worker, connectors, portal sync: starting...")
@@ -308,7 +442,7 @@ def _up(args: argparse.Namespace) -> int:
         )
         children = [worker, connectors]
         if settings.portal.enabled:
-            portal_env = _portal_sync_env(settings, sims.scenario_start)
+            portal_env = _portal_sync_env(settings, sims.scenario_start if sims is not None else None)
             if portal_env:
                 month = portal_env["DVC_HUB_PORTAL__STATS_HISTORY_FROM"]
                 _say(f"[3/{total}] portal sync: pushes the statistics of every period from {month} on "
@@ -344,25 +478,10 @@ def _up(args: argparse.Namespace) -> int:
 
         # 5. where to look
         _say(f"[5/{total}] DVC Hub is up. Places to look:")
-        w = f"http://{settings.worker.web_host}:{settings.worker.web_port}"
-        lines = {
-            "metrics": f"{w}/metrics",
-            "figures": f"{w}/api/v1/figures",
-            "connector metrics": f"http://{settings.connector_runner.host}:{settings.connector_runner.port}/metrics",
-        }
-        if settings.portal.enabled:
-            ps = f"{_portal_sync_scheme(settings)}://{settings.portal_sync.host}:{settings.portal_sync.port}"
-            lines["portal sync metrics"] = f"{ps}/metrics"
-            lines["read API"] = f"{ps}/openapi.json"
-        if prometheus is not None:
-            lines["prometheus"] = prometheus.url
-        lines["simulators"] = (
-            f"one-stop {sims.server.motcua_url}/donvi/<unit>, QLVB {sims.server.qlvb_url}, "
-            f"portal {sims.server.portal_url}"
-        )
-        lines["logs"] = str(logs)
-        lines["status"] = "dvc-hub status"
-        lines["report"] = "dvc-hub report --period 2021-Q1" if args.scenario else "dvc-hub report --period <yyyy-Qn>"
+        sim_urls = None if sims is None else {"one-stop": f"{sims.server.motcua_url}/donvi/<unit>",
+                                              "QLVB": sims.server.qlvb_url, "portal": sims.server.portal_url}
+        lines = places_to_look(settings, simulators=sim_urls, prometheus=prometheus.url if prometheus else None,
+                               logs=logs, scenario=args.scenario)
         for k, v in lines.items():
             _say(f"{k}: {v}")
 
@@ -384,7 +503,7 @@ def _up(args: argparse.Namespace) -> int:
                                  "restarts": c.restarts}
                         for c in children
                     },
-                    "simulators": sims.progress(),
+                    "simulators": sims.progress() if sims is not None else None,
                     "prometheus": prometheus.url if prometheus is not None else None,
                 }
             )
@@ -415,25 +534,28 @@ def _up(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- status
 
 
-def _probe(url: str | None) -> tuple[bool, Any]:
-    if not url:
-        return False, None
-    try:
-        r = httpx.get(url, timeout=3.0)
-    except httpx.HTTPError as exc:
-        return False, type(exc).__name__
-    try:
-        return r.status_code < 400, r.json()
-    except ValueError:
-        return r.status_code < 400, None
-
-
-def collect_status(settings: Settings) -> dict[str, Any]:
-    """Whether each part is up, and whether the pipeline has caught up with the sources."""
-    state: dict[str, Any] = {}
+def _read_state() -> dict[str, Any]:
     if STATE_FILE.exists():
         with contextlib.suppress(ValueError):
             state = json.loads(STATE_FILE.read_text(encoding="utf-8"))
+            if isinstance(state, dict):
+                return state
+    return {}
+
+
+def _part(fetched: Fetched, **extra: Any) -> dict[str, Any]:
+    up = fetched.http_status is not None and fetched.http_status < 400
+    return {"up": up, **extra, "detail": fetched.body if fetched.body is not None else fetched.error}
+
+
+def collect_status(settings: Settings, fetcher: Callable[[str], Fetched] | None = None) -> dict[str, Any]:
+    """Whether each part is up, and each stage's backlog: the pipeline has caught up only when all have.
+
+    ``fetcher`` reads one health URL (tests pass recorded bodies). ``caught_up``, ``stages`` and
+    ``left_out`` are :func:`hub.pipeline.pipeline_status`'s, with the scenario of a running ``up``.
+    """
+    fetcher = fetcher or fetch
+    state = _read_state()
     parts: dict[str, Any] = {}
     try:
         from hub.kafka import admin
@@ -443,28 +565,54 @@ def collect_status(settings: Settings) -> dict[str, Any]:
         parts["broker"] = {"up": True, "at": settings.kafka.bootstrap_servers}
     except Exception as exc:  # noqa: BLE001 - any failure means "not reachable"
         parts["broker"] = {"up": False, "at": settings.kafka.bootstrap_servers, "error": type(exc).__name__}
-    w = f"http://{settings.worker.web_host}:{settings.worker.web_port}"
-    ok, body = _probe(f"{w}/api/v1/status")
-    parts["worker"] = {"up": ok, "url": w, "detail": body}
-    ok, body = _probe(f"http://{settings.connector_runner.host}:{settings.connector_runner.port}/healthz")
-    parts["connectors"] = {"up": ok, "detail": body}
-    if settings.portal.enabled:
-        ok, body = _probe(f"http://{settings.portal_sync.host}:{settings.portal_sync.port}/healthz")
-        parts["portal-sync"] = {"up": ok, "detail": body}
+    urls = health_urls(settings)
+    fetched = {name: fetcher(url) for name, url in urls.items()}
+    parts["worker"] = _part(fetched["worker"], url=urls["worker"].removesuffix("/api/v1/status"))
+    parts["connectors"] = _part(fetched["connectors"])
+    if "portal" in fetched:
+        parts["portal-sync"] = _part(fetched["portal"])
     if state.get("prometheus"):
-        ok, _ = _probe(f"{state['prometheus']}/-/ready")
-        parts["prometheus"] = {"up": ok, "url": state["prometheus"]}
-    worker_caught_up = bool(isinstance(parts["worker"]["detail"], dict) and parts["worker"]["detail"].get("caught_up"))
-    conn_detail = parts["connectors"]["detail"]
-    connectors_caught_up = bool(isinstance(conn_detail, dict) and conn_detail.get("caught_up", False))
+        parts["prometheus"] = {"up": fetcher(f"{state['prometheus']}/-/ready").http_status == 200,
+                               "url": state["prometheus"]}
     sims = state.get("simulators") or {}
-    scenario_done = bool(sims.get("done", True))
+    pipeline = pipeline_status(connectors=fetched["connectors"], worker=fetched["worker"],
+                               portal=fetched.get("portal"), scenario=sims)
     return {
         "up": all(p["up"] for p in parts.values()),
-        "caught_up": worker_caught_up and connectors_caught_up and scenario_done,
+        "caught_up": pipeline["caught_up"],
+        "stages": pipeline["stages"],
+        "left_out": pipeline["left_out"],
         "parts": parts,
         "simulators": sims,
     }
+
+
+_STATE_TEXT = {"caught_up": "caught up", "behind": "behind", "unknown": "UNKNOWN"}
+
+
+def format_status(st: dict[str, Any]) -> str:
+    """The text ``dvc-hub status`` prints: each part up or down, each stage with its backlog."""
+    out = [f"{name:12} {'up' if p['up'] else 'DOWN'}" for name, p in st["parts"].items()]
+    out.append("")
+    out.append(f"{'stage':12} {'state':10} {'backlog':>8}  why")
+    for name, stage in st["stages"].items():
+        backlog = "?" if stage["backlog"] is None else str(stage["backlog"])
+        out.append(f"{name:12} {_STATE_TEXT.get(stage['state'], stage['state']):10} {backlog:>8}  {stage['why']}")
+    for name, why in st.get("left_out", {}).items():
+        out.append(f"{name:12} {'-':10} {'-':>8}  left out: {why}")
+    out.append("")
+    if st["caught_up"]:
+        out.append("pipeline     caught up")
+    else:
+        behind = [n for n, s in st["stages"].items() if s["state"] == "behind"]
+        unknown = [n for n, s in st["stages"].items() if s["state"] == "unknown"]
+        why = []
+        if behind:
+            why.append(f"{', '.join(behind)} behind")
+        if unknown:
+            why.append(f"{', '.join(unknown)} unknown")
+        out.append(f"pipeline     NOT caught up ({'; '.join(why)})")
+    return "\n".join(out)
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -473,13 +621,7 @@ def _status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(st, indent=2, ensure_ascii=False, default=str))
     else:
-        for name, p in st["parts"].items():
-            print(f"{name:12} {'up' if p['up'] else 'DOWN'}")
-        sims = st["simulators"]
-        if sims.get("scenario"):
-            print(f"scenario     {sims['scenario']}: {sims.get('released')}/{sims.get('total')} changes released"
-                  f"{' (done)' if sims.get('done') else ''}")
-        print(f"pipeline     {'caught up' if st['caught_up'] else 'catching up'}")
+        print(format_status(st))
     return 0 if st["up"] else 1
 
 
@@ -501,4 +643,4 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     st.set_defaults(func=_status)
 
 
-__all__ = ["collect_status", "register"]
+__all__ = ["Part", "PlanError", "collect_status", "format_status", "plan_parts", "register"]

@@ -86,6 +86,14 @@ def test_live_demo_counts_pushes_and_stops_cleanly(tmp_path: Path) -> None:
             # The worker's signed outbox items pass the portal sync's check (one key, found by both).
             assert _route_count(portal, "/api/v1/dongbo/hoso") > 0, "no dossier push reached the portal"
             assert _anonymous_write_refused(settings.kafka.bootstrap_servers, settings.topics.outbox)
+            # Status is the whole pipeline: the worker's /api/v1/status has every stage, and the
+            # backlog gauges are on the worker's and the connector runner's /metrics.
+            pipeline = httpx.get(f"http://127.0.0.1:{ports.worker}/api/v1/status", timeout=10).json()["pipeline"]
+            assert set(pipeline["stages"]) == {"connectors", "worker", "outbox", "statistics"}, pipeline
+            assert pipeline["stages"]["connectors"]["state"] != "unknown", pipeline
+            assert 'dvc_hub_pipeline_backlog{stage="worker"}' in httpx.get(metrics, timeout=10).text
+            connector_metrics = httpx.get(f"http://127.0.0.1:{ports.connectors}/metrics", timeout=10).text
+            assert 'dvc_hub_pipeline_backlog{stage="connectors"}' in connector_metrics
             data_dir = settings.embedded_broker.data_dir
             assert stat.S_IMODE(data_dir.stat().st_mode) == 0o700
             assert stat.S_IMODE((data_dir / "credentials.json").stat().st_mode) == 0o600
@@ -95,4 +103,7 @@ def test_live_demo_counts_pushes_and_stops_cleanly(tmp_path: Path) -> None:
                 proc.kill()
     text = log.read_text()
     assert f"metrics: http://127.0.0.1:{ports.worker}/metrics" in text
+    # The demo profile: up says it starts the simulators and the live generator, and where they are.
+    assert "starting: broker, simulators, live generator, worker, connectors, portal sync" in text
+    assert f"portal http://127.0.0.1:{ports.portal}" in text
     assert "stopped." in text

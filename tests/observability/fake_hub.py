@@ -294,6 +294,13 @@ class FakeHub:
         self.transitions = m.counter(m.PORTAL_BREAKER_TRANSITIONS, reg)
         self.transitions.labels(to="closed").inc()
         self.oldest = m.gauge(m.PORTAL_OLDEST_UNPUSHED, reg)
+        # dvc_hub_pipeline_backlog: each process exports its own stages (hub.pipeline).
+        from hub.pipeline import backlog_collector
+
+        reg.register(backlog_collector({"outbox": lambda: 0, "statistics": lambda: 0}))
+        self.connectors.registry.register(backlog_collector({"connectors": lambda: 0}))
+        for w in self.workers:
+            w.registry.register(backlog_collector({"worker": lambda: 0}))
         self._tick(first=True)
 
     @property
