@@ -61,6 +61,7 @@ __all__ = [
     "is_personal_field",
     "redact_payload",
     "redact_text",
+    "safe_code",
     "scrub_dossier",
 ]
 
@@ -153,6 +154,7 @@ _NUM_RUN = re.compile(r"(?:\(\+?\d{1,4}\)[ .\-]?|\+)?\d+(?:[ .\-]\d+)*")
 _PROCEDURE = re.compile(r"\d\.\d{6}(?:\.\d{3}\.\d{2}\.\d{2})?")
 _AMOUNT = re.compile(r"\d{1,3}(?:[.,]\d{3})+")
 _CURRENCY = re.compile(r"\s?(?:đồng|đ|vnđ|vnd)\b", re.IGNORECASE)
+_POSITION = re.compile(r"(?<!\w)(?:offsets?|partition)[ =:]$", re.IGNORECASE)
 _WORD = re.compile(r"[^\W\d_]+")
 _GAP = re.compile(r"[ \t]+")
 
@@ -228,6 +230,9 @@ def _mask_number(match: re.Match[str]) -> str:
         # that is by itself an ID number or a phone is masked.
         return re.sub(r"\d+", lambda g: _personal_number(g.group(0)) or g.group(0), run)
     if _PROCEDURE.fullmatch(run) or (_AMOUNT.fullmatch(run) and _CURRENCY.match(text, match.end())):
+        return run
+    if run.isdigit() and _POSITION.search(text[max(0, match.start() - 12):match.start()]):
+        # A Kafka offset or partition ("offset 123456789"): a position in a topic, not a person.
         return run
     whole = _personal_number(re.sub(r"\D", "", run))
     if whole is not None:
@@ -306,6 +311,34 @@ def redact_text(text: str) -> str:
         text = _NUM_RUN.sub(_mask_number, text)
     if _NAME_HINT.search(text):
         text = _mask_names(text)
+    return text
+
+
+# A code's characters: what every configured code pattern (streams.bounds) and topic name allows,
+# plus ``:``/``|``/``/``/``+`` of the hub's own keys and cursors (``stats|2021-01|14768``,
+# ``2021-01-15T08:00:00+07:00``); a leading ``-`` for the portal's negative error codes (``-3``).
+_CODE_CHARS = re.compile(r"-?[A-Za-z0-9][A-Za-z0-9._:|/+-]{0,63}")
+
+
+def safe_code(value: object) -> str | None:
+    """``value`` as a code that may be shown verbatim in a dead letter's detail, or None.
+
+    A code (a unit, procedure, dossier, field, status or level code, a topic name, an offset) is
+    not personal data, and a dead letter that hides it hides its cause. It is shown as it is when
+    it is a short token of code characters (letters, digits, ``. _ - : | / +``, at most 64) that
+    :func:`redact_text` leaves untouched: so a name with spaces or diacritics, an e-mail, a 9- or
+    12-digit ID number or a phone given where a code belongs is never shown (None: the caller
+    masks it).
+
+    >>> [safe_code(v) for v in ("14768", 14768, "H56.23-210115-0001", "000.00.12.H56", "038090001234",
+    ...                         "0912345678", "Nguyễn Văn A", "a@b.vn", True)]
+    ['14768', '14768', 'H56.23-210115-0001', '000.00.12.H56', None, None, None, None, None]
+    """
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        return None
+    text = str(value)
+    if _CODE_CHARS.fullmatch(text) is None or redact_text(text) != text:
+        return None
     return text
 
 

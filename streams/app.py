@@ -294,7 +294,7 @@ class HubRuntime:
                    "source (the row was written before the input bounds, or not by the hub)",
             source="canonical", topic=self.topics.canonical.get_topic_name(),
             partition=partition if partition >= 0 else None, offset=offset if offset >= 0 else None,
-            event_id=self._printable_key(key),
+            event_id=self._printable_key(key), codes={"MaHoSo": self._printable_key(key)},
         ))
 
     def _printable_key(self, key: Any) -> str | None:

@@ -128,10 +128,10 @@ def _plan(
     return codes, ints, "version" in fields
 
 
-def _reject(reason: str, detail: str) -> typing.NoReturn:
+def _reject(reason: str, detail: str, codes: dict[str, object] | None = None) -> typing.NoReturn:
     from streams.normalize import Rejected  # the normaliser imports this module
 
-    raise Rejected(reason, detail)
+    raise Rejected(reason, detail, codes)
 
 
 class InputBounds:
@@ -203,11 +203,13 @@ class InputBounds:
         # isprintable() is False for every control, format and separator character but " ".
         if not value.isprintable() or " " in value:
             _reject("schema", f"{field} contains a control character or whitespace; codes are printable without "
-                    "spaces")
+                    "spaces", {field: value})
         if self._patterns[kind].fullmatch(value) is None:
             pattern = getattr(self.settings, f"{kind}_code_pattern" if kind != "source" else "source_pattern")
+            # The value is named only by the dead letter's codes: shown there if it is a safe code
+            # (000.00.12.H56 against a 10-character unit pattern), masked if not (hub.privacy.safe_code).
             _reject("schema", f"{field} of {len(value)} characters does not match bounds."
-                    f"{kind if kind == 'source' else kind + '_code'}_pattern {pattern}")
+                    f"{kind if kind == 'source' else kind + '_code'}_pattern {pattern}", {field: value})
 
     # ------------------------------------------------------------------ whole events
     def check_event(self, ev: BaseModel) -> None:

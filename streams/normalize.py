@@ -75,14 +75,20 @@ CanonicalOut = DossierEvent | DocumentEvent | PortalEvent | CatalogueEntry
 
 
 class Rejected(Exception):  # noqa: N818 - the agents read `except Rejected` as the outcome it is
-    """A record the hub cannot accept: ``reason`` (a :data:`REASONS` key) and a human ``detail``."""
+    """A record the hub cannot accept: ``reason`` (a :data:`REASONS` key) and a human ``detail``.
 
-    def __init__(self, reason: str, detail: str) -> None:
+    ``codes`` names the codes the refusal is about (``{"MaDonVi": "14768"}``): the dead letter
+    shows them verbatim when they are safe (:meth:`hub.deadletter.DeadLetter.make`), whatever
+    masking does to the rest of the detail.
+    """
+
+    def __init__(self, reason: str, detail: str, codes: dict[str, object] | None = None) -> None:
         if reason not in REASONS:
             reason = "unexpected"
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
+        self.codes: dict[str, object] = codes or {}
 
 
 # --------------------------------------------------------------------------- scalar parsers
@@ -192,12 +198,13 @@ def _status(value: Any, field: str = "TrangThaiHoSo") -> int:
     if type(value) is str:
         st = _STATUS.get(value.strip())
         if st is None:
-            raise Rejected("unknown_status", f"{field} {value[:20]!r} is not a national status 1..10")
+            raise Rejected("unknown_status", f"{field} {value[:20]!r} is not a national status 1..10",
+                           {field: value[:20]})
         return st
     if type(value) is int:
         if 1 <= value <= 10:
             return value
-        raise Rejected("unknown_status", f"{field} {value} is not a national status 1..10")
+        raise Rejected("unknown_status", f"{field} {value} is not a national status 1..10", {field: value})
     raise Rejected("schema", f"{field} must be a string or an integer, got {type(value).__name__}")
 
 
@@ -207,9 +214,9 @@ def _level(value: Any, field: str = "MucDo") -> int:
     if type(value) is int:
         if 1 <= value <= 4:
             return value
-        raise Rejected("unknown_level", f"{field} {value} is not a level 1..4")
+        raise Rejected("unknown_level", f"{field} {value} is not a level 1..4", {field: value})
     if type(value) is str:
-        raise Rejected("unknown_level", f"{field} {value[:20]!r} is not a level 1..4")
+        raise Rejected("unknown_level", f"{field} {value[:20]!r} is not a level 1..4", {field: value[:20]})
     raise Rejected("schema", f"{field} must be an integer 1..4, got {type(value).__name__}")
 
 
@@ -311,7 +318,8 @@ def normalize_motcua(rec: RawRecord, registry: UnitRegistry, bounds: InputBounds
     unit_raw = _code(g("MaDonVi"), "MaDonVi", "unit", b)
     unit = registry.resolve(unit_raw)
     if unit is None:
-        raise Rejected("unknown_unit", f"MaDonVi {unit_raw!r} is not in the unit registry; add it or fix the source")
+        raise Rejected("unknown_unit", f"MaDonVi {unit_raw!r} of dossier {ma} is not in the unit registry; add it "
+                       "or fix the source", {"MaDonVi": unit_raw, "MaHoSo": ma})
     proc = _code(g("MaTTHC"), "MaTTHC", "procedure", b)
     level_raw = _level(g("MucDo"))
     kenh = g("KenhThucHien")
@@ -325,7 +333,8 @@ def normalize_motcua(rec: RawRecord, registry: UnitRegistry, bounds: InputBounds
     else:
         channel = None
     if channel is None:
-        raise Rejected("schema", f"KenhThucHien {str(kenh)[:10]!r} is not 1, 2, 3 or empty")
+        raise Rejected("schema", f"KenhThucHien {str(kenh)[:10]!r} is not 1, 2, 3 or empty",
+                       {"KenhThucHien": str(kenh)[:10]})
     status = _status(g("TrangThaiHoSo"))
 
     raw_steps = g("QuaTrinhXuLy")
@@ -426,7 +435,8 @@ def normalize_qlvb(rec: RawRecord, bounds: InputBounds | None = None) -> Documen
         raise Rejected("schema", "SuKien loai is required")
     doc_kind = _DOC_KINDS.get(kind.strip().upper())
     if doc_kind is None:
-        raise Rejected("unknown_status", f"SuKien loai {kind[:20]!r} is not one of {sorted(_DOC_KINDS)}")
+        raise Rejected("unknown_status", f"SuKien loai {kind[:20]!r} is not one of {sorted(_DOC_KINDS)}",
+                       {"SuKien.loai": kind[:20]})
     at = _iso(p.get("thoi_diem"), "SuKien.thoi_diem", b)
     if at is None:
         raise Rejected("schema", "SuKien thoi_diem is required")
@@ -456,13 +466,15 @@ def normalize_portal(rec: RawRecord, registry: UnitRegistry, bounds: InputBounds
     unit_raw = _code(p.get("ma_don_vi"), "ma_don_vi", "unit", b)
     unit = registry.resolve(unit_raw)
     if unit is None:
-        raise Rejected("unknown_unit", f"ma_don_vi {unit_raw!r} is not in the unit registry; add it or fix the source")
+        raise Rejected("unknown_unit", f"ma_don_vi {unit_raw!r} of dossier {ma} is not in the unit registry; add it "
+                       "or fix the source", {"ma_don_vi": unit_raw, "ma_ho_so": ma})
     status = p.get("trang_thai")
     if type(status) is not str:
         raise Rejected("schema", "trang_thai is required")
     portal_status = _PORTAL_STATUS.get(status.strip())
     if portal_status is None:
-        raise Rejected("unknown_status", f"trang_thai {status[:30]!r} is not one of {sorted(_PORTAL_STATUS)}")
+        raise Rejected("unknown_status", f"trang_thai {status[:30]!r} is not one of {sorted(_PORTAL_STATUS)}",
+                       {"trang_thai": status[:30]})
     updated = _iso(p.get("cap_nhat_luc"), "cap_nhat_luc", b)
     if updated is None:
         raise Rejected("schema", "cap_nhat_luc is required")
@@ -538,7 +550,8 @@ def normalize_catalogue(rec: RawRecord, registry: UnitRegistry, bounds: InputBou
         raise Rejected("missing_key", "catalogue row has no unit: set MaDonVi or key it '<unit>|<MaTTHC>'")
     unit = registry.resolve(unit_raw)
     if unit is None:
-        raise Rejected("unknown_unit", f"unit {unit_raw!r} is not in the unit registry; add it or fix the source")
+        raise Rejected("unknown_unit", f"unit {unit_raw!r} is not in the unit registry; add it or fix the source",
+                       {"MaDonVi": unit_raw})
     proc = _code(p.get("MaTTHC", p.get("ma_tthc")), "MaTTHC", "procedure", b)
     level_raw = _level(p.get("MucDo", p.get("muc_do")))
     valid_from = _iso(p.get("HieuLucTu"), "HieuLucTu", b) or CATALOGUE_SINCE_EVER
@@ -575,7 +588,7 @@ def normalize(rec: RawRecord, registry: UnitRegistry, bounds: InputBounds | None
     except (TypeError, ValueError, AttributeError, KeyError, ArithmeticError) as exc:
         # A mapper bug must not stop the agent; the type (not the message, which may quote data) is enough.
         raise Rejected("unexpected", f"mapper error {type(exc).__name__}; report it with the event id") from None
-    raise Rejected("schema", f"unknown record kind {rec.kind!r}")
+    raise Rejected("schema", f"unknown record kind {rec.kind!r}", {"kind": rec.kind})
 
 
 # --------------------------------------------------------------------------- outbound (portal push)

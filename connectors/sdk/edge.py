@@ -157,10 +157,15 @@ class Edge:
         return f"refused:{self.instance}:{stream.name}:{digest}"
 
     def letter(self, reason: str, detail: str, *, stream: Stream | None = None, payload: dict[str, Any] | None = None,
-               raw: bytes | str | None = None, event_id: str | None = None) -> DeadLetter:
-        """A connector-stage dead letter (``raw`` reduced to a safe excerpt; no free text unless shared)."""
+               raw: bytes | str | None = None, event_id: str | None = None,
+               codes: dict[str, object] | None = None) -> DeadLetter:
+        """A connector-stage dead letter (``raw`` reduced to a safe excerpt; no free text unless shared).
+
+        ``codes``: the codes the letter is about (the record's key, the held cursor), named verbatim
+        in its detail when safe (:meth:`hub.deadletter.DeadLetter.make`).
+        """
         letter = DeadLetter.make(stage="connector", reason=reason, detail=detail, source=self.instance,
-                                 event_id=event_id, payload=payload, keep_text=self.share_free_text)
+                                 event_id=event_id, payload=payload, keep_text=self.share_free_text, codes=codes)
         fields = stream.allowed_fields() if stream is not None else None
         excerpt = safe_excerpt(raw, fields, keep_text=self.share_free_text)
         return letter.model_copy(update={"excerpt": excerpt}) if excerpt is not None else letter
@@ -203,18 +208,19 @@ class Edge:
             except RecordError as exc:
                 kept = None if exc.reason == "too_deep" else self.scrub(stream, record, keep_text=share)
                 bad.append(self.letter(exc.reason, f"{stream.name}: {exc.detail}", stream=stream, payload=kept,
-                                       event_id=self._record_id(stream, record)))
+                                       event_id=self._record_id(stream, record), codes=_key_codes(stream, record)))
             except ValidationError as exc:
                 bad.append(self.letter("schema", f"{stream.name}: not a valid raw record "
                                        f"({exc.error_count()} problem(s), e.g. {exc.errors()[0]['loc']})",
                                        stream=stream, payload=self.scrub(stream, record, keep_text=share),
-                                       event_id=self._record_id(stream, record)))
+                                       event_id=self._record_id(stream, record), codes=_key_codes(stream, record)))
             except Exception as exc:  # noqa: BLE001 - one bad record must never stop the page
                 # Wrong types deep in a record (a list where an object was expected...) surface as
                 # KeyError/TypeError/ValueError/RecursionError... from the hooks; the record is refused
                 # (its type only: a message may quote the data), the page goes on.
                 bad.append(self.letter("schema", f"{stream.name}: unusable record ({type(exc).__name__})",
-                                       stream=stream, event_id=self._record_id(stream, record)))
+                                       stream=stream, event_id=self._record_id(stream, record),
+                                       codes=_key_codes(stream, record)))
         return good, bad
 
     def _record_id(self, stream: Stream, record: dict[str, Any]) -> str:
@@ -223,3 +229,12 @@ class Edge:
         except (RecursionError, ValueError, TypeError):
             # Too deep to serialise (or a cycle): its shape is all that can identify it.
             return self.refusal_id(stream, ["record", repr(type(record)), len(record), sorted(map(str, record))[:50]])
+
+
+def _key_codes(stream: Stream, record: dict[str, Any]) -> dict[str, object]:
+    """The refused record's key as a dead letter's code (``{"MaHoSo": ...}``), when it has a usable one."""
+    try:
+        key = stream.record_key(record)
+    except Exception:  # noqa: BLE001 - no usable key (the refusal may be about it): the letter has none
+        return {}
+    return {str(getattr(stream, "primary_key", None) or "key"): key}

@@ -371,7 +371,7 @@ class SyncEngine:
             return  # already dead-lettered at this position; do not flood the topic every cycle
         letter = self.edge.letter(exc.reason, f"{stream.name}: page refused {self.connector.config.bad_page_attempts} "
                                   f"time(s) at cursor {where}: {exc.detail}", stream=stream, raw=exc.raw,
-                                  event_id=ident)
+                                  event_id=ident, codes={f"cursor.{k}": v for k, v in (cursor or {}).items()})
         await self.sink.dead_letters(self.topics.dead_letter, [letter])
         if self.metrics is not None:
             self.metrics.dead_letters.labels("connector", letter.reason).inc()

@@ -571,9 +571,10 @@ class SyncService:
         state.rejected_item_id = item.item_id
         self.dossiers[item.ma_ho_so] = state
         await self._dead_letter(
-            "portal_rejected", f"the portal refused the {what} (error_code {exc.error_code}): {exc.message}. "
-            "Fix the source data or the mapping, then `dvc-hub dlq replay`.",
+            "portal_rejected", f"the portal refused the {what} of dossier {item.ma_ho_so} (error_code "
+            f"{exc.error_code}): {exc.message}. Fix the source data or the mapping, then `dvc-hub dlq replay`.",
             position=batch.position.get(item.item_id), event_id=item.item_id, payload=item.model_dump(mode="json"),
+            codes={"MaHoSo": item.ma_ho_so, "error_code": exc.error_code},
         )
         if what == "dossier":
             await self._save_state(item.ma_ho_so.encode(), state.model_dump_json().encode())
@@ -603,9 +604,11 @@ class SyncService:
             self.metrics.pushes.labels(kind="stats", outcome="rejected").inc()
             state.outcome, state.detail, state.digest = "rejected", exc.message[:500], ""
             await self._dead_letter(
-                "portal_rejected", f"the portal refused the statistics (error_code {exc.error_code}): {exc.message}",
+                "portal_rejected", f"the portal refused the statistics of unit {item.ma_don_vi} for period "
+                f"{item.ky} (error_code {exc.error_code}): {exc.message}",
                 position=batch.position.get(item.item_id), event_id=item.item_id,
                 payload=item.model_dump(mode="json"),
+                codes={"ma_don_vi": item.ma_don_vi, "ky": item.ky, "error_code": exc.error_code},
             )
         else:
             self.metrics.pushes.labels(kind="stats", outcome="ok").inc()
@@ -628,13 +631,14 @@ class SyncService:
         event_id: str | None,
         payload: dict[str, Any] | None,
         raw: bytes | None = None,
+        codes: dict[str, object] | None = None,
     ) -> None:
         assert self._producer is not None
         topic, partition, offset = position or (self.topics.outbox, None, None)
         letter = DeadLetter.make(
             stage="portal_sync", reason=reason, detail=detail, source="portal", topic=topic,
             partition=partition, offset=offset, event_id=event_id, payload=payload, raw=raw,
-            keep_text=self.settings.privacy.share_free_text,
+            keep_text=self.settings.privacy.share_free_text, codes=codes,
         )
         await self._producer.send_and_wait(
             self.topics.dead_letter, letter.value(), key=letter.key(), headers=letter.headers()

@@ -151,8 +151,8 @@ def _check(rt: HubRuntime, ev: Any) -> None:
     rt.bounds.check_event(ev)
     unit = getattr(ev, "unit_code", None)
     if unit and not isinstance(ev, DocumentEvent) and rt.units.resolve(unit) is None:
-        raise Rejected("unknown_unit", "the unit code of this canonical event is not in the unit registry; "
-                       "canonical events come from the normaliser, which refuses unknown units")
+        raise Rejected("unknown_unit", f"the unit code {unit} of this canonical event is not in the unit registry; "
+                       "canonical events come from the normaliser, which refuses unknown units", {"unit_code": unit})
 
 
 async def handle(rt: HubRuntime, event: Any) -> None:
@@ -198,7 +198,8 @@ async def handle(rt: HubRuntime, event: Any) -> None:
         if outbox is not None:  # the one-stop view changed: a new snapshot version
             await _send(rt, ev.ma_ho_so, outbox)
     except Rejected as exc:
-        await _dead(rt, msg, exc.reason, exc.detail + " (a canonical event the normaliser would have refused)")
+        await _dead(rt, msg, exc.reason, exc.detail + " (a canonical event the normaliser would have refused)",
+                    exc.codes)
     except ValidationError as exc:
         await _dead(rt, msg, "schema", "canonical event does not match schemas.events: "
                     + "; ".join(e["msg"] for e in exc.errors(include_url=False, include_input=False)[:3])
@@ -227,9 +228,9 @@ async def _send_outbox(rt: HubRuntime, ev: DossierEvent) -> None:
     await _send(rt, ev.ma_ho_so, _outbox_of(rt, ev))
 
 
-async def _dead(rt: HubRuntime, msg: Any, reason: str, detail: str) -> None:
+async def _dead(rt: HubRuntime, msg: Any, reason: str, detail: str, codes: dict[str, object] | None = None) -> None:
     await rt.dead_letter(DeadLetter.make(
-        stage="state", reason=reason, detail=detail, source="canonical",
+        stage="state", reason=reason, detail=detail, codes=codes, source="canonical",
         topic=msg.topic, partition=msg.partition, offset=msg.offset,
     ))
 

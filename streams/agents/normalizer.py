@@ -80,6 +80,7 @@ async def handle(rt: HubRuntime, agent: str, source_topic: str, event: Any) -> b
     rt.metrics.records_in.labels(agent=agent).inc()
     rec: RawRecord | None = None
     reason, detail = "unexpected", ""
+    codes: dict[str, object] = {}
     try:
         if value is None:
             reason, detail = "missing_key", "empty record (tombstone) on a raw topic; connectors never send one"
@@ -103,7 +104,7 @@ async def handle(rt: HubRuntime, agent: str, source_topic: str, event: Any) -> b
             rt.metrics.records_out.labels(agent=agent).inc()
             return True
     except Rejected as exc:
-        reason, detail = exc.reason, exc.detail
+        reason, detail, codes = exc.reason, exc.detail, exc.codes
     except ValidationError as exc:
         reason, detail = _validation_reason(exc), _validation_detail(exc)
     except Exception as exc:
@@ -115,7 +116,7 @@ async def handle(rt: HubRuntime, agent: str, source_topic: str, event: Any) -> b
             rt.metrics.latency.labels(agent=agent).observe(max(0.0, time.time() - ts))
     await rt.dead_letter(
         DeadLetter.make(
-            stage="normalize", reason=reason, detail=detail,
+            stage="normalize", reason=reason, detail=detail, codes=codes,
             source=rec.source if rec else source_topic.rsplit(".", 1)[-1],
             topic=source_topic, partition=msg.partition, offset=msg.offset,
             event_id=rec.event_id if rec else None,

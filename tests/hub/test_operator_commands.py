@@ -101,7 +101,7 @@ def test_the_audit_names_the_configured_operator(monkeypatch: pytest.MonkeyPatch
 
     letter = dlq.DeadLetter.make(stage="normalize", reason="schema", detail="x", source="motcua",
                                  topic=settings.topics.raw_motcua, payload={"a": 1})
-    monkeypatch.setattr(dlq, "_letters", lambda _s: [(3, letter)])
+    monkeypatch.setattr(dlq, "_letters_at", lambda _s, offsets, _p: [(o, letter) for o in offsets if o == 3])
     monkeypatch.setattr(dlq, "producer", lambda *_a, **_k: Producer())
     assert dlq.replay(settings, [3], None, force=True) == (1, 0)
     audits = [v for t, v in sent if t == settings.topics.audit]

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import json
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kafka import TopicPartition
@@ -13,7 +16,7 @@ from kafka.structs import OffsetAndMetadata
 from hub.cli import main
 from hub.config import Settings, load_settings
 from hub.deadletter import DeadLetter
-from hub.kafka import consumer, ensure_topics, hub_topics, producer
+from hub.kafka import admin, consumer, ensure_topics, hub_topics, producer
 from hub.sync.outbox import DossierState, stats_item
 from schemas.figures import OutboxDossier
 from tests.e2e.hubconfig import write_hub_config
@@ -126,3 +129,95 @@ def test_dlq_list_filters_and_show_prints_one_letter(kafka_broker, tmp_path, cap
     assert code == 1
     assert "no dead letter at offset 9" in out
     assert "dvc-hub dlq list" in out
+
+
+def count_fetched(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
+    """Records the dlq commands' consumers hand over, by topic (evidence of what they read)."""
+    import hub.commands.dlq as dlq
+
+    fetched: Counter[str] = Counter()
+    real = dlq.consumer
+
+    def make(*args: Any, **kwargs: Any) -> Any:
+        c = real(*args, **kwargs)
+        poll = c.poll
+
+        def counted(*a: Any, **k: Any) -> Any:
+            out = poll(*a, **k)
+            for tp, records in out.items():
+                fetched[tp.topic] += len(records)
+            return out
+
+        c.poll = counted
+        return c
+
+    monkeypatch.setattr(dlq, "consumer", make)
+    return fetched
+
+
+def test_dlq_show_list_and_replay_read_by_offset_not_the_topic(kafka_broker, tmp_path, capsys, monkeypatch):
+    """300 letters: show reads one record, list a window, a replay of one offset that one; an offset
+    past the end or deleted by retention is said so with exit code 1."""
+    path, settings = hub(tmp_path, kafka_broker.bootstrap)
+    dead = settings.topics.dead_letter
+    prod = producer(settings.kafka, "test")
+    try:
+        for i in range(300):
+            letter = DeadLetter.make(
+                stage="normalize", reason="unknown_unit" if i % 10 == 0 else "schema", detail=f"letter {i}",
+                source="motcua", topic=settings.topics.raw_motcua, partition=0, offset=i, event_id=f"motcua:e{i}",
+                payload={"n": i})
+            prod.send(dead, letter.value(), key=letter.key(), headers=letter.headers())
+        prod.flush(timeout=60)
+    finally:
+        prod.close()
+    fetched = count_fetched(monkeypatch)
+
+    code, out = cli(capsys, path, "dlq", "show", "250")
+    assert code == 0
+    assert json.loads(out)["event_id"] == "motcua:e250"
+    assert fetched[dead] == 1
+
+    fetched.clear()
+    code, out = cli(capsys, path, "dlq", "list")  # the newest 50, oldest first
+    assert code == 0
+    assert [int(line.split()[0]) for line in out.splitlines()] == list(range(250, 300))
+    assert fetched[dead] == 50
+
+    fetched.clear()
+    code, out = cli(capsys, path, "dlq", "list", "--from-offset", "10", "--limit", "5")
+    assert [int(line.split()[0]) for line in out.splitlines()] == [10, 11, 12, 13, 14]
+    assert fetched[dead] == 5
+
+    fetched.clear()
+    code, out = cli(capsys, path, "dlq", "list", "--reason", "unknown_unit", "--limit", "3", "--scan", "40")
+    assert [int(line.split()[0]) for line in out.splitlines()] == [270, 280, 290]
+    assert fetched[dead] == 40
+    assert main(["--config", str(path), "dlq", "list", "--reason", "unknown_unit", "--limit", "3", "--scan", "15"]) == 0
+    out, err = capsys.readouterr()
+    assert [int(line.split()[0]) for line in out.splitlines()] == [290]  # only 285..299 examined, and said so
+    assert "examined the newest 15 letters (from offset 285)" in err
+    assert "--from-offset 0 or a larger --scan" in err
+
+    fetched.clear()
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    code, out = cli(capsys, path, "dlq", "replay", "123")
+    assert code == 0
+    assert "replayed 123 (motcua:e123)" in out
+    assert fetched[dead] == 1  # the audit topic is read for earlier replays; the dead letters by offset
+
+    code, out = cli(capsys, path, "dlq", "show", "300")
+    assert code == 1
+    assert "no dead letter at offset 300 (the last is offset 299" in out
+
+    adm = admin(settings.kafka)
+    try:
+        adm.delete_records({TopicPartition(dead, 0): 100})  # what retention does: the log starts later
+    finally:
+        adm.close()
+    code, out = cli(capsys, path, "dlq", "show", "42")
+    assert code == 1
+    assert "retention deleted it (the oldest kept is offset 100" in out
+    code, out = cli(capsys, path, "dlq", "replay", "42")
+    assert "skip 42: no dead letter at offset 42: retention deleted it" in out
+    assert "0 replayed, 1 skipped" in out
