@@ -1,9 +1,10 @@
 """``python -m bench [NAME] [options]``: run the benchmarks and write docs/benchmarks.md.
 
-Without NAME every benchmark runs at its default scale (about 15 minutes on 2 cores); with NAME only
-that one. Each result is saved as ``bench/results/<name>.json`` (with the machine, the versions
-and the command) and docs/benchmarks.md is rendered from every saved result, so running one
-benchmark again updates its section and keeps the others.
+Without NAME every benchmark runs at its default scale (about 15 minutes on 2 cores, plus the
+backlog's drain: 5-10 minutes, up to ``--timeout``); with NAME only that one. Each result is saved as
+``bench/results/<name>.json`` (with the machine, the versions and the command) and docs/benchmarks.md
+is rendered from every saved result, so running one benchmark again updates its section and keeps the
+others (a benchmark without a saved result keeps the section it has in the markdown).
 
 Examples::
 

@@ -393,13 +393,40 @@ def _toml_value(text: str) -> str:
     return text
 
 
-def write_sync_config(run_dir: Path, bootstrap: str, portal_port: int, spec: BacklogSpec) -> tuple[Path, Settings]:
-    """A hub TOML for the portal sync under test: fresh topics and group, the portal simulator, signed outbox."""
+_SCHEMA_PROBE = (
+    "import json; from hub.config import PortalSettings, TopicSettings; "
+    "print(json.dumps({'topics': TopicSettings().model_dump(), 'portal': sorted(PortalSettings.model_fields)}))"
+)
+
+
+def tree_schema(tree: Path | None) -> dict[str, Any]:
+    """The topic defaults and ``[portal]`` setting names of a checkout (another revision may differ)."""
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-c", _SCHEMA_PROBE], cwd=tree or ROOT, capture_output=True, text=True,
+                         check=True, timeout=120)
+    schema: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return schema
+
+
+def write_sync_config(
+    run_dir: Path, bootstrap: str, portal_port: int, spec: BacklogSpec, schema: dict[str, Any] | None = None,
+) -> tuple[Path, Settings, dict[str, str]]:
+    """A hub TOML for the portal sync under test: fresh topics and group, the portal simulator, signed outbox.
+
+    ``schema`` (:func:`tree_schema`) is that of the checkout the sync runs from: only the topics and
+    ``[portal]`` settings it knows are written, so one command line serves a baseline revision that
+    predates a setting (the settings it does not know are returned, and left out).
+    """
     uid = uuid.uuid4().hex[:8]
     prefix = f"bench-backlog-{uid}"
-    names = {attr: f"{prefix}.{default}" for attr, default in TopicSettings().model_dump().items()}
+    defaults = schema["topics"] if schema else TopicSettings().model_dump()
+    known = set(schema["portal"]) if schema else None
+    names = {attr: f"{prefix}.{default}" for attr, default in defaults.items()}
     topics = "\n".join(f'{k} = "{v}"' for k, v in names.items())
-    portal = "\n".join(f"{k} = {_toml_value(v)}" for k, v in spec.portal_settings.items())
+    chosen = {k: v for k, v in spec.portal_settings.items() if known is None or k in known}
+    ignored = {k: v for k, v in spec.portal_settings.items() if k not in chosen}
+    portal = "\n".join(f"{k} = {_toml_value(v)}" for k, v in chosen.items())
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / f"hub-backlog-{uid}.toml"
     path.write_text(
@@ -443,8 +470,9 @@ client_secret = "{PORTAL_SECRET}"
         encoding="utf-8",
     )
     settings = load_settings(path)
-    ensure_topics(settings.kafka, hub_topics(settings))
-    return path, settings
+    # The topics that checkout has; the sync creates any it needs besides (``push run`` does).
+    ensure_topics(settings.kafka, [t for t in hub_topics(settings) if t.name in names.values()])
+    return path, settings, ignored
 
 
 def _create_catalogue_topic(settings: Settings, backlog: Backlog) -> None:
@@ -560,7 +588,10 @@ def run_backlog(
     samples: list[tuple[float, int, int, int]] = []
     health_samples: list[tuple[float, bool, Any]] = []
     with PortalServer(spec.rate) as portal:
-        cfg, settings = write_sync_config(run_dir, bootstrap, portal.port, spec)
+        cfg, settings, ignored = write_sync_config(run_dir, bootstrap, portal.port, spec, tree_schema(tree))
+        if ignored and tree is None:
+            raise SystemExit(f"--set: this checkout has no [portal] setting {', '.join(sorted(ignored))}; "
+                             "see docs/configuration.md for the names")
         _create_catalogue_topic(settings, backlog)
         sync = SyncProc(cfg, run_dir, name, settings.portal_sync.port, tree)
         feeder = _Feeder(settings, backlog, spec.feed_s)
@@ -629,6 +660,7 @@ def run_backlog(
         "converged": error is None,
         "error": error,
         "hub_rate_limit_per_s": settings.portal.rate_limit_per_s,
+        "portal_settings_ignored": ignored,
         "portal_rate_limit_per_s": portal.rate_limit_per_s,
         "dossiers_drained_s": round(drained_at - t0, 1) if drained_at is not None else None,
         "dossiers_drained_after_feed_s": (round(drained_at - feeder.ended_at, 1)
