@@ -512,16 +512,15 @@ class SyncProc(ChildProcess):
         self.http.close()
 
     def health(self) -> dict[str, Any] | None:
+        """The JSON of ``GET /healthz`` (whatever its status: a sync may answer 503 while behind), or None."""
         try:
             r = self.http.get("/healthz")
         except httpx.HTTPError:
             return None
-        if r.status_code != 200:
-            return None
         with contextlib.suppress(ValueError):
             body = r.json()
-            return body if isinstance(body, dict) else None
-        return None
+            return body if isinstance(body, dict) else {"status_code": r.status_code}
+        return {"status_code": r.status_code}
 
 
 # --------------------------------------------------------------------------- the run
