@@ -1,9 +1,10 @@
 """``python -m bench [NAME] [options]``: run the benchmarks and write docs/benchmarks.md.
 
-Without NAME every benchmark runs at its default scale (about 15 minutes on 2 cores); with NAME only
-that one. Each result is saved as ``bench/results/<name>.json`` (with the machine, the versions
-and the command) and docs/benchmarks.md is rendered from every saved result, so running one
-benchmark again updates its section and keeps the others.
+Without NAME every benchmark runs at its default scale (about 15 minutes on 2 cores, plus the
+backlog's drain: 5-10 minutes, up to ``--timeout``); with NAME only that one. Each result is saved as
+``bench/results/<name>.json`` (with the machine, the versions and the command) and docs/benchmarks.md
+is rendered from every saved result, so running one benchmark again updates its section and keeps the
+others (a benchmark without a saved result keeps the section it has in the markdown).
 
 Examples::
 
@@ -12,6 +13,7 @@ Examples::
     python -m bench backfill --dossiers 2000000      # the full province-year
     python -m bench memory --dossiers 1000000        # 1 M dossiers in state, memory:// and rocksdb://
     python -m bench latency --rates 1000 --duration 60
+    python -m bench backlog --baseline 4baa9b8       # a province-year backlog through the portal sync, before/after
     python -m bench report                           # re-render the markdown from saved results
 """
 
@@ -29,9 +31,9 @@ from typing import Any
 from bench.common import RESULTS_DIR, bench_broker, load_results, machine, save_result, versions
 from bench.report import DEFAULT_OUT, render
 
-NAMES = ("throughput", "latency", "backfill", "memory", "scaling", "domain")
+NAMES = ("throughput", "latency", "backfill", "memory", "scaling", "domain", "backlog")
 DEFAULTS: dict[str, int] = {"throughput": 3_000, "scaling": 3_000, "backfill": 50_000, "memory": 50_000,
-                            "domain": 20_000}
+                            "domain": 20_000, "backlog": 20_000}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -48,7 +50,22 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", action="store_true",
                    help="throughput: sample the worker with py-spy while it applies (the shares go in the result)")
     p.add_argument("--baseline", metavar="REV",
-                   help="throughput: also run the worker of this git revision on the same input (before/after)")
+                   help="throughput: also run the worker of this git revision on the same input (before/after); "
+                   "backlog: also drain the same backlog through the portal sync of this revision")
+    b = p.add_argument_group("backlog (a province-year backlog drained through the portal simulator)")
+    b.add_argument("--units", type=int, default=35, help="one-stop units, from the registry (default 35: all)")
+    b.add_argument("--months", type=int, default=12, help="months of history up to now (default 12)")
+    b.add_argument("--updates", type=int, default=10,
+                   help="steps of the worker's catch-up: partials rewritten this many times (default 10)")
+    b.add_argument("--feed-s", type=float, default=60.0, help="seconds over which the steps are fed (default 60)")
+    b.add_argument("--rate", type=float,
+                   help="the portal simulator's rate limit, requests/s (default: the simulator's own)")
+    b.add_argument("--quiet-s", type=float, default=10.0,
+                   help="no statistics PUT for this long before the statistics count as converged (default 10)")
+    b.add_argument("--timeout", type=float, default=1800.0, help="give up after this many seconds (default 1800)")
+    b.add_argument("--set", dest="portal_set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a [portal] setting of the portal sync under test, value as TOML (repeatable), "
+                   "e.g. --set stats_debounce_s=5")
     p.add_argument("--skip", default="", help="with 'all': benchmarks to leave out, comma-separated")
     p.add_argument("--bootstrap", help="use this Kafka instead of starting a private embedded broker")
     p.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help="where results JSON go")
@@ -74,7 +91,32 @@ def _command(args: argparse.Namespace, name: str) -> str:
         parts += ["--baseline", args.baseline]
     if name == "latency":
         parts += ["--rates", args.rates, "--duration", f"{args.duration:g}", "--poll", f"{args.poll:g}"]
+    if name == "backlog":
+        parts += ["--units", str(args.units), "--months", str(args.months), "--updates", str(args.updates),
+                  "--feed-s", f"{args.feed_s:g}"]
+        if args.rate is not None:
+            parts += ["--rate", f"{args.rate:g}"]
+        parts += ["--quiet-s", f"{args.quiet_s:g}", "--timeout", f"{args.timeout:g}"]
+        for item in args.portal_set:
+            parts += ["--set", item]
+        if args.baseline is not None:
+            parts += ["--baseline", args.baseline]
     return shlex.join(parts)
+
+
+def backlog_spec(args: argparse.Namespace) -> Any:
+    """The :class:`bench.backlog.BacklogSpec` of the command line."""
+    from bench.backlog import BacklogSpec
+
+    settings: dict[str, str] = {}
+    for item in args.portal_set:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise SystemExit(f"--set takes KEY=VALUE (a [portal] setting), got {item!r}")
+        settings[key.strip()] = value.strip()
+    return BacklogSpec(units=args.units, dossiers=_size(args, "backlog"), months=args.months, updates=args.updates,
+                       feed_s=args.feed_s, rate=args.rate, timeout_s=args.timeout, quiet_s=args.quiet_s,
+                       portal_settings=settings)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -139,6 +181,10 @@ def _run(name: str, args: argparse.Namespace, bs: str, run_dir: Path, shared: di
         from bench.domain import domain
 
         return domain(_size(args, name), repeats=args.repeats)
+    if name == "backlog":
+        from bench.backlog import backlog_bench
+
+        return backlog_bench(bs, run_dir, backlog_spec(args), baseline=args.baseline)
     raise ValueError(name)
 
 
