@@ -56,13 +56,14 @@ def prepare_topics(settings: Settings) -> int:
     1 when Kafka is unreachable, 2 (with the topics, the partitions expected and what to do) when
     a topic is missing, invisible or mismatched.
     """
-    from kafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError, NoBrokersAvailable
+    from kafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError, MetadataEmptyBrokerList
 
     from hub.kafka import check_topics, ensure_topics, hub_topics, worker_topics
 
+    unreachable = (KafkaConnectionError, KafkaTimeoutError, MetadataEmptyBrokerList)
     try:
         created = ensure_topics(settings.kafka, hub_topics(settings))
-    except (NoBrokersAvailable, KafkaConnectionError, KafkaTimeoutError) as exc:
+    except unreachable as exc:
         print(f"dvc-hub worker: Kafka at {settings.kafka.bootstrap_servers} is unreachable ({exc}); {BROKER_HINT}",
               file=sys.stderr)
         return 1
@@ -74,7 +75,7 @@ def prepare_topics(settings: Settings) -> int:
             log.info("created topics: %s", ", ".join(created))
     try:
         problems = check_topics(settings.kafka, worker_topics(settings), timeout_s=settings.worker.topics_timeout_s)
-    except (NoBrokersAvailable, KafkaConnectionError, KafkaTimeoutError) as exc:
+    except unreachable as exc:
         print(f"dvc-hub worker: Kafka at {settings.kafka.bootstrap_servers} is unreachable ({exc}); {BROKER_HINT}",
               file=sys.stderr)
         return 1
