@@ -5,6 +5,11 @@ another ``--web-port`` and Kafka rebalances. ``dvc-hub up`` starts one as a subp
 same ``--config``. Stop with Ctrl-C or SIGTERM: the worker commits what it processed and leaves
 the group cleanly (a SIGKILL is safe too, see ``docs/streams.md``).
 
+Before faust starts, the worker creates the hub's topics if it may (its tables' changelogs and
+faust's leader topic included) and checks every topic it uses: in the metadata, with its
+partition count and leaders. A missing, invisible or mismatched topic exits with code 2 and a
+message naming the topics, the partitions expected and what to do; an unreachable broker exits 1.
+
 Example::
 
     dvc-hub --config city.toml worker --web-port 6067

@@ -381,3 +381,36 @@ async def test_the_request_timer_keeps_the_worker_up_when_the_broker_is_away(rt,
     await rt.callbacks["request_catalogue"]()
     assert rt.crashes == []
     await asyncio.sleep(0)
+
+
+async def test_faust_refusing_the_catalogue_write_as_on_the_fresh_start_exits_the_worker(monkeypatch):
+    """The issue's failure, through faust's own check: the changelog's partitions differ in the metadata.
+
+    faust verifies, before every table write until one succeeds, that the changelog topic has as
+    many partitions as the source topic in its consumer's metadata snapshot; on the fresh start it
+    had not caught up with the just-declared changelog, and every catalogue entry was refused. It
+    was a payload-less dead letter each time; now the worker exits and the entry is applied again.
+    """
+    app = create_app(Settings())
+    app.finalize()
+    app.flow_control.resume()
+    runtime = runtime_of(app)
+    runtime.sink = Sent()
+    runtime.ready, runtime.active = True, {0}
+    crashes: list[BaseException] = []
+
+    async def crash(reason: BaseException) -> None:
+        crashes.append(reason)
+
+    monkeypatch.setattr(app, "crash", crash)
+    changelog = changelog_topic(runtime.settings, CATALOGUE_TABLE)
+    canonical = runtime.topics.canonical.get_topic_name()
+    snapshot = {canonical: 4, changelog: 1}  # the changelog not (fully) in the metadata yet
+    monkeypatch.setattr(type(app.consumer), "topic_partitions", lambda _self, topic: snapshot.get(topic))
+    agent = app.agents["dossier_state"]
+    async with agent.test_context() as ctx:
+        await ctx.put(key=b"14767", value=canonical_of(raw(catalogue("14767", "1.001.H56", 4))), wait=False)
+        await until(lambda: crashes)
+    [reason] = crashes
+    assert "PartitionsMismatch" in str(reason)
+    assert letters(runtime) == []
