@@ -150,8 +150,8 @@ def replay(settings: Settings, offsets: list[int] | None, reason: str | None, fo
                 headers += sign(settings.kafka.outbox_key(), key, value)
             # A canonical event goes back to the partition it was read from: a catalogue entry is one
             # partition's copy (the normaliser broadcasts it), a dossier's events share its partition.
-            partition = letter.partition if letter.stage == "state" else None
-            prod.send(letter.topic, value=value, key=key, headers=headers, partition=partition).get(timeout=30)
+            where = {"partition": letter.partition} if letter.stage == "state" and letter.partition is not None else {}
+            prod.send(letter.topic, value=value, key=key, headers=headers, **where).get(timeout=30)
             audit = {"action": "dlq.replay", **who, "at": datetime.now(UTC).isoformat(),
                      "dead_letter_offset": offset, "event_id": letter.event_id, "topic": letter.topic,
                      "stage": letter.stage, "reason": letter.reason}

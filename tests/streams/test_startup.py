@@ -414,3 +414,34 @@ async def test_faust_refusing_the_catalogue_write_as_on_the_fresh_start_exits_th
     [reason] = crashes
     assert "PartitionsMismatch" in str(reason)
     assert letters(runtime) == []
+
+
+async def test_dlq_replay_sends_a_state_letter_back_to_its_partition_under_its_key(rt, monkeypatch):
+    from hub.commands import dlq
+
+    forged = good().replace(b'"14767"', b'"99999"')  # refused: unknown unit (a unit added later)
+    await dossier_state.handle(rt, FakeEvent(forged, partition=3, offset=9))
+    [letter] = letters(rt)
+    sent: list[tuple[str, bytes, bytes, int | None]] = []
+
+    class Producer:
+        def send(self, topic: str, value: bytes, key: bytes, headers: Any = None, partition: int | None = None) -> Any:
+            sent.append((topic, key, value, partition))
+            return self
+
+        def get(self, timeout: float) -> None:
+            return None
+
+        def flush(self) -> None:
+            return None
+
+        def close(self) -> None:
+            return None
+
+    settings = Settings()
+    monkeypatch.setattr(dlq, "_letters", lambda _s: [(7, letter)])
+    monkeypatch.setattr(dlq, "producer", lambda *_a, **_k: Producer())
+    assert dlq.replay(settings, [7], None, force=True) == (1, 0)
+    [(topic, key, value, partition)] = [s for s in sent if s[0] != settings.topics.audit]
+    assert (topic, key, partition) == ("canonical", MA.encode(), 3)
+    assert decode_canonical(value).event_id == decode_canonical(forged).event_id
