@@ -146,3 +146,68 @@ def test_fresh_starts_under_load_never_lose_the_catalogue(tmp_path: Path, kafka_
 def test_twenty_fresh_starts_under_load_never_lose_the_catalogue(tmp_path: Path, kafka_broker: Any) -> None:
     times = [_fresh_start(tmp_path, kafka_broker.bootstrap, i) for i in range(20)]
     print(f"fresh starts: {', '.join(f'{t:.1f}s' for t in times)}")
+
+
+def test_a_worker_without_catalogue_asks_and_the_runner_hears_it(tmp_path: Path, kafka_broker: Any) -> None:
+    """The request crosses the broker: the worker writes it to topics.requests, the runner's listener reads it."""
+    import asyncio
+    import threading
+
+    from connectors.sdk.runner import ConnectorRunner
+    from hub.requests import CatalogueRequest
+
+    config, settings = write_settings(tmp_path, kafka_broker.bootstrap, PARTITIONS,
+                                      extra="partials_interval_s = 1\ncatalogue_request_interval_s = 5")
+    sc = scenario(n_dossiers=10, seed=5)
+    produce(settings, [r for r in sc.records if r[0] != "catalogue"])  # dossiers, and no catalogue
+
+    asked: list[str] = []
+
+    class Engine:  # what the runner asks of its engines
+        name = "motcua-14767"
+
+        def request_resend(self, kind: str) -> list[str]:
+            asked.append(kind)
+            return ["catalogue"]
+
+    runner = ConnectorRunner(settings, [], serve_http=False)
+    runner.engines = [Engine()]  # type: ignore[list-item]
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+    listener = threading.Thread(target=loop.run_until_complete, args=(runner._listen_requests(stop),), daemon=True)
+    listener.start()
+    time.sleep(3)  # the listener reads from the topic's end as it is when it starts
+    w = Worker(config, tmp_path).start()
+    try:
+        wait_until(lambda: asked, 90, "the worker's catalogue request to reach the runner", [w])
+        assert asked == ["catalogue"]
+        assert runner.resends == 1
+        requests = [CatalogueRequest.parse(v) for v in _values(settings, settings.topics.requests)]
+        assert requests
+        assert {r.app_id for r in requests} == {settings.worker.app_id}
+    finally:
+        w.stop()
+        loop.call_soon_threadsafe(stop.set)
+        listener.join(timeout=10)
+        loop.close()
+
+
+def _values(settings: Any, topic: str) -> list[bytes]:
+    from kafka import TopicPartition
+
+    from hub.kafka import consumer
+
+    cons = consumer(settings.kafka, "tests-requests", group_id=None)
+    try:
+        tp = TopicPartition(topic, 0)
+        cons.assign([tp])
+        cons.seek_to_beginning(tp)
+        end = cons.end_offsets([tp])[tp]
+        out: list[bytes] = []
+        deadline = time.monotonic() + 10
+        while cons.position(tp) < end and time.monotonic() < deadline:
+            for records in cons.poll(timeout_ms=500).values():
+                out.extend(r.value for r in records)
+        return out
+    finally:
+        cons.close()
