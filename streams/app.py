@@ -343,8 +343,9 @@ class HubRuntime:
     async def request_catalogue_if_empty(self, now: float | None = None) -> bool:
         """Ask the connectors for the whole catalogue when it is missing; True when a request was sent.
 
-        At most one request per ``worker.catalogue_request_interval_s`` (0: never). Not while the
-        raw catalogue topic still has records this app has not read: they may be the catalogue.
+        At most one request per ``worker.catalogue_request_interval_s`` (0: never). Not before the
+        consumer lag is known, nor while the raw catalogue topic still has records this app has not
+        read: they may be the catalogue (a fresh start reads it from there, without asking).
         The connectors answer by re-sending every catalogue row (:mod:`hub.requests`); rows this
         worker has already are duplicates and change nothing.
         """
@@ -353,7 +354,7 @@ class HubRuntime:
         interval = self.settings.worker.catalogue_request_interval_s
         if interval <= 0 or not self.catalogue_missing():
             return False
-        if self._lag.get(self.topics.raw["catalogue"].get_topic_name(), 0) > 0:
+        if not self.lag_known or self._lag.get(self.topics.raw["catalogue"].get_topic_name(), 0) > 0:
             return False
         now = time.monotonic() if now is None else now
         if self._last_catalogue_request is not None and now - self._last_catalogue_request < interval:

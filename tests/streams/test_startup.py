@@ -56,6 +56,7 @@ def rt(monkeypatch: pytest.MonkeyPatch) -> Any:
     runtime = runtime_of(app)
     runtime.sink = Sent()
     runtime.dossiers, runtime.catalogue_table, runtime.ready, runtime.active = {}, {}, True, {0}
+    runtime.lag_known = True  # as after the first lag measurement
     runtime.crashes = []
 
     async def crash(reason: BaseException) -> None:
@@ -279,10 +280,13 @@ async def test_an_empty_catalogue_is_asked_for_at_most_once_per_interval(rt):
     assert await rt.request_catalogue_if_empty(now=1000.0 + interval)
     assert len(rt.sink.on(requests_topic)) == 2
 
-    # Not while the raw catalogue topic has records this app has not read yet, nor when not ready.
+    # Not while the raw catalogue topic has records this app has not read yet (or the lag is not
+    # known yet), nor when not ready.
     rt._lag = {rt.topics.raw["catalogue"].get_topic_name(): 3}
     assert not await rt.request_catalogue_if_empty(now=10**6)
-    rt._lag, rt.ready = {}, False
+    rt._lag, rt.lag_known = {}, False
+    assert not await rt.request_catalogue_if_empty(now=10**6)
+    rt.lag_known, rt.ready = True, False
     assert not await rt.request_catalogue_if_empty(now=10**6)
     rt.ready = True
 
@@ -297,7 +301,7 @@ async def test_a_catalogue_request_is_never_sent_with_the_interval_at_zero():
     app = create_app(settings)
     runtime = runtime_of(app)
     runtime.sink = Sent()
-    runtime.ready, runtime.active = True, {0}
+    runtime.ready, runtime.active, runtime.lag_known = True, {0}, True
     assert not await runtime.request_catalogue_if_empty(now=1e9)
     assert runtime.sink == []
 
