@@ -277,7 +277,8 @@ def hub_grants(settings: Settings) -> list[Grant]:
     * ``connectors``: the raw topics, the connector state (cursors), dead letters (and they read
       the requests topic, where a worker asks for the catalogue again);
     * ``worker``: canonical events, partials, the outbox, dead letters, requests, and its own faust
-      topics (``<app_id>-...``: table changelogs, the assignor's leader topic), created by faust;
+      topics (``<app_id>-...``: table changelogs, the assignor's leader topic; created by the admin
+      with the others, faust declares none: ``topic_allow_declare=False``);
     * ``portal-sync``: the sync state, the outbox (it writes the statistics items), dead letters;
     * ``operator`` (the CLI): the audit trail and the topics ``dvc-hub dlq replay`` writes back to
       (raw topics, outbox). It reads everything, for ``report``, ``push status`` and ``dlq``.

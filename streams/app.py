@@ -620,7 +620,10 @@ def create_app(settings: Settings) -> faust.App:
         producer_linger=PRODUCER_LINGER_S,
         topic_partitions=k.partitions,
         topic_replication_factor=k.replication_factor,
-        topic_allow_declare=True,  # only the tables' changelog topics are declared by faust
+        # faust creates no topic: every one, its tables' changelogs and leader topic included, is
+        # created by the hub and checked before faust starts (hub.kafka.hub_topics, dvc-hub worker).
+        # faust declaring them itself raced its own agents on a fresh start (PartitionsMismatch).
+        topic_allow_declare=False,
         consumer_auto_offset_reset="earliest",
         web_enabled=True,
         web_bind=w.web_host,
