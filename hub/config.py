@@ -372,6 +372,8 @@ class TopicSettings(_Model):
     outbox: str = "dvchub.outbox.portal"
     sync_state: str = "dvchub.sync-state"
     audit: str = "dvchub.audit"
+    #: A worker whose catalogue is empty asks the connectors to send it again (streams.requests).
+    requests: str = "dvchub.requests"
 
 
 # --------------------------------------------------------------------------- HTTP sources
@@ -529,6 +531,11 @@ class WorkerSettings(_Model):
     #: offset stands still this long with records waiting crashes on purpose to be restarted.
     #: Far above any commit interval or pause a healthy worker has; 0 turns the watchdog off.
     stall_timeout_s: Annotated[float, Field(ge=0)] = 180.0
+    #: A ready worker whose catalogue is empty asks the connectors for it again, at most this often
+    #: (streams.requests); 0 never asks.
+    catalogue_request_interval_s: Annotated[float, Field(ge=0)] = 300.0
+    #: How long ``dvc-hub worker`` waits for its topics to appear in the metadata before it exits (code 2).
+    topics_timeout_s: Annotated[float, Field(gt=0)] = 30.0
 
 
 class BoundsSettings(_Model):

@@ -89,6 +89,8 @@ DESCRIPTIONS: dict[str, str] = {
     "topics.outbox": "Items to push to the provincial portal.",
     "topics.sync_state": "Compacted: what the portal holds of each dossier.",
     "topics.audit": "Operator actions such as dead-letter replays.",
+    "topics.requests": "Requests between the hub's parts: a worker with an empty catalogue asks the connectors "
+                       "to send it again.",
     "connectors": "The connector instances (array of tables `[[connectors]]`).",
     "connectors[].name": "Unique instance name (lower case, digits, . _ -), e.g. motcua-14767.",
     "connectors[].type": "Connector type, as registered in the `dvc_hub.connectors` entry-point group.",
@@ -151,6 +153,10 @@ DESCRIPTIONS: dict[str, str] = {
     "worker.stall_timeout_s": ("Seconds a source partition (or, during table recovery, a changelog partition) may "
                                "keep records waiting without any progress before the worker exits to be restarted "
                                "(faust can stop fetching a partition); 0 = off."),
+    "worker.catalogue_request_interval_s": ("Seconds between two requests of a ready worker whose catalogue is "
+                                            "empty for the connectors to send it again; 0 = never ask."),
+    "worker.topics_timeout_s": ("Seconds `dvc-hub worker` waits for its topics (with their partitions and "
+                                "leaders) to show in the metadata before it exits with code 2."),
     "bounds": "What the normaliser accepts; anything outside is a dead letter (out_of_range or schema).",
     "bounds.earliest_date": "Earliest date any dossier, document, portal or catalogue date may carry (YYYY-MM-DD).",
     "bounds.years_ahead": "Latest accepted date: today plus this many years (due dates, validity ends).",

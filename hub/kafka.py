@@ -33,6 +33,11 @@ from hub.credentials import USER_PREFIX, Part
 
 log = logging.getLogger(__name__)
 
+#: The worker's tables (streams.topics imports these names; this module must not import faust).
+DOSSIER_TABLE = "dossiers"
+CATALOGUE_TABLE = "catalogue"
+WORKER_TABLES = (DOSSIER_TABLE, CATALOGUE_TABLE)
+
 
 class _ScramOnLoopback(logging.Filter):
     """Drop kafka-python's "Exchanging credentials in the clear" warning for SCRAM.
@@ -84,8 +89,26 @@ def admin(kafka: KafkaSettings, client_id: str = "admin") -> KafkaAdminClient:
     return KafkaAdminClient(**kafka.kafka_python_config(), client_id=f"{kafka.client_id_prefix}-{client_id}")
 
 
+def changelog_topic_name(settings: Settings, table: str) -> str:
+    """Name faust gives a table's changelog topic: ``<worker.app_id>-<table>-changelog``."""
+    return f"{settings.worker.app_id}-{table}-changelog"
+
+
+def leader_topic_name(settings: Settings) -> str:
+    """faust's assignor leader topic (one partition; every worker of the app subscribes to it)."""
+    return f"{settings.worker.app_id}-__assignor-__leader"
+
+
 def hub_topics(settings: Settings) -> list[NewTopic]:
-    """Every topic the hub owns, with its partitions and retention policy."""
+    """Every topic the hub owns, with its partitions and retention policy.
+
+    The worker's own topics are here too: its tables' changelogs (compacted, as many partitions
+    as the canonical topic they are co-partitioned with) and faust's assignor leader topic. faust
+    would declare them itself, but only once its consumer runs, racing its own agents: a fresh
+    worker once wrote its catalogue table while the changelog was not yet in its metadata, and
+    faust refused every write with ``PartitionsMismatch``. Created here, before the worker starts,
+    and checked by ``dvc-hub worker`` (:func:`check_topics`), faust finds them in place.
+    """
     t, k = settings.topics, settings.kafka
     parts, rf = k.partitions, k.replication_factor
     # Compacted topics are read from the start by every reader (cursors, partials, sync state):
@@ -113,7 +136,89 @@ def hub_topics(settings: Settings) -> list[NewTopic]:
         NewTopic(t.outbox, parts, rf),
         NewTopic(t.sync_state, 1, rf, topic_configs=compacted),
         NewTopic(t.audit, 1, rf, topic_configs={"retention.ms": "-1"}),
+        # Requests between the hub's parts (a worker asking the connectors for the catalogue):
+        # small, and worthless after a day.
+        NewTopic(t.requests, 1, rf, topic_configs={"retention.ms": str(86_400_000)}),
+        *(NewTopic(changelog_topic_name(settings, table), parts, rf, topic_configs=compacted)
+          for table in WORKER_TABLES),
+        NewTopic(leader_topic_name(settings), 1, rf),
     ]
+
+
+def worker_topics(settings: Settings) -> list[NewTopic]:
+    """The topics ``dvc-hub worker`` needs before faust starts (what :func:`check_topics` checks).
+
+    Those its agents read and write, its changelogs and faust's leader topic; not the connector
+    state, the sync state nor the audit trail, which the worker never touches (nor may describe).
+    """
+    t = settings.topics
+    other = {t.connector_state, t.sync_state, t.audit}
+    return [nt for nt in hub_topics(settings) if nt.name not in other]
+
+
+@dataclass(frozen=True)
+class TopicProblem:
+    """A topic the worker needs that is missing, not visible to it, or has the wrong partition count."""
+
+    name: str
+    expected: int
+    found: int | None  # None: not in the metadata the worker is given
+    why: str = ""
+
+    def describe(self) -> str:
+        """``<name> (expects N partitions): <what is wrong>``."""
+        if self.found is None:
+            what = self.why or "missing"
+        else:
+            what = f"has {self.found} partition(s)" + (f", {self.why}" if self.why else "")
+        return f"{self.name} (expects {self.expected} partition(s)): {what}"
+
+
+#: Metadata error codes (Kafka protocol): the topic is not there, or the client may not see it.
+_UNKNOWN_TOPIC, _TOPIC_AUTHORIZATION_FAILED = 3, 29
+
+
+def check_topics(kafka: KafkaSettings, topics: Iterable[NewTopic], *, part: Part = "worker",
+                 timeout_s: float = 30.0) -> list[TopicProblem]:
+    """What is wrong with ``topics`` as ``part`` sees them in the cluster metadata (empty: all good).
+
+    Each topic must be in the metadata, with exactly its partition count and a leader for every
+    partition. A topic just created can take a moment to show (or to get its leaders), so missing
+    topics and leaderless partitions are asked again until ``timeout_s``; a wrong partition count
+    never heals by waiting and is reported at once.
+    """
+    wanted = {t.name: t.num_partitions for t in topics}
+    client = admin(kafka.for_part(part), f"{part}-topic-check")
+    deadline = time.monotonic() + timeout_s
+    try:
+        while True:
+            problems = _topic_problems(client, wanted)
+            settled = all(p.found is not None and p.found != wanted[p.name] for p in problems)
+            if not problems or settled or time.monotonic() > deadline:
+                return problems
+            time.sleep(0.5)
+    finally:
+        client.close()
+
+
+def _topic_problems(client: KafkaAdminClient, wanted: dict[str, int]) -> list[TopicProblem]:
+    found = {str(d.get("name")): d for d in client.describe_topics(sorted(wanted))}
+    problems: list[TopicProblem] = []
+    for name, expected in sorted(wanted.items()):
+        desc = found.get(name)
+        error = int(desc.get("error_code") or 0) if desc is not None else _UNKNOWN_TOPIC
+        if error == _TOPIC_AUTHORIZATION_FAILED:
+            problems.append(TopicProblem(name, expected, None, "not visible to this part (no DESCRIBE ACL)"))
+            continue
+        if desc is None or error:
+            problems.append(TopicProblem(name, expected, None))
+            continue
+        partitions = desc.get("partitions") or []
+        if len(partitions) != expected:
+            problems.append(TopicProblem(name, expected, len(partitions)))
+        elif any(int(p.get("leader_id", -1)) < 0 or int(p.get("error_code") or 0) for p in partitions):
+            problems.append(TopicProblem(name, expected, None, "partitions without a leader yet"))
+    return problems
 
 
 def ensure_topics(kafka: KafkaSettings, topics: Iterable[NewTopic]) -> list[str]:
@@ -169,9 +274,11 @@ def hub_grants(settings: Settings) -> list[Grant]:
 
     Writes, the point of the ACLs (a part that could write another's topic could forge its records):
 
-    * ``connectors``: the raw topics, the connector state (cursors), dead letters;
-    * ``worker``: canonical events, partials, the outbox, dead letters, and its own faust
-      topics (``<app_id>-...``: table changelogs, the assignor's leader topic), created by faust;
+    * ``connectors``: the raw topics, the connector state (cursors), dead letters (and they read
+      the requests topic, where a worker asks for the catalogue again);
+    * ``worker``: canonical events, partials, the outbox, dead letters, requests, and its own faust
+      topics (``<app_id>-...``: table changelogs, the assignor's leader topic; created by the admin
+      with the others, faust declares none: ``topic_allow_declare=False``);
     * ``portal-sync``: the sync state, the outbox (it writes the statistics items), dead letters;
     * ``operator`` (the CLI): the audit trail and the topics ``dvc-hub dlq replay`` writes back to
       (raw topics, outbox). It reads everything, for ``report``, ``push status`` and ``dlq``.
@@ -181,7 +288,8 @@ def hub_grants(settings: Settings) -> list[Grant]:
     """
     t, app = settings.topics, settings.worker.app_id
     raw = [t.raw_motcua, t.raw_qlvb, t.raw_portal, t.raw_catalogue]
-    hub = [*raw, t.canonical, t.dead_letter, t.connector_state, t.partials, t.outbox, t.sync_state, t.audit]
+    hub = [*raw, t.canonical, t.dead_letter, t.connector_state, t.partials, t.outbox, t.sync_state, t.audit,
+           t.requests]
     own = f"{app}-"  # faust's topics and transactional ids of this app
     topic, group, txn = ResourceType.TOPIC, ResourceType.GROUP, ResourceType.TRANSACTIONAL_ID
     # Idempotent producers (every writer of the hub: acks=all, no duplicates on retry) need a producer id.
@@ -192,11 +300,14 @@ def hub_grants(settings: Settings) -> list[Grant]:
         *(Grant("connectors", topic, name, (W, D)) for name in raw),
         Grant("connectors", topic, t.connector_state, (R, W, D)),
         Grant("connectors", topic, t.dead_letter, (W, D)),
+        # The worker asks for the catalogue again when its table is empty (streams.requests).
+        Grant("connectors", topic, t.requests, (R, D)),
         *(Grant("worker", topic, name, (R, D)) for name in raw),
         Grant("worker", topic, t.canonical, (R, W, D)),
         Grant("worker", topic, t.partials, (R, W, D)),
         Grant("worker", topic, t.outbox, (W, D)),
         Grant("worker", topic, t.dead_letter, (W, D)),
+        Grant("worker", topic, t.requests, (W, D)),
         Grant("worker", topic, own, (ACLOperation.ALL,), prefixed=True),
         Grant("worker", group, app, (R, D)),
         Grant("worker", txn, own, (W, D), prefixed=True),
@@ -212,9 +323,6 @@ def hub_grants(settings: Settings) -> list[Grant]:
         Grant("operator", group, "*", (D,)),
     ]
 
-
-#: The worker's catalogue table (streams.topics.CATALOGUE_TABLE; not imported: that module imports faust).
-CATALOGUE_TABLE = "catalogue"
 
 
 def hub_acls(settings: Settings) -> list[ACL]:

@@ -147,6 +147,9 @@ class HubRuntime:
         #: The guarded timer and task callbacks by name (streams.agents.partials.register).
         self.callbacks: dict[str, Callable[[], Awaitable[None]]] = {}
         self._outbox_key: bytes | None = None
+        #: Catalogue requests sent (:meth:`request_catalogue_if_empty`), and when the last one went.
+        self.catalogue_requests = 0
+        self._last_catalogue_request: float | None = None
 
     @property
     def outbox_key(self) -> bytes:
@@ -332,6 +335,42 @@ class HubRuntime:
                 self._skip_row("catalogue", key, raw, exc)
         self.catalogue = cat
         self.aggregates.set_catalogue(cat)
+
+    def catalogue_missing(self) -> bool:
+        """True when this ready worker has active partitions and not one catalogue row for them.
+
+        The catalogue is rebuilt from the table's rows of the active partitions on every recovery
+        and grows with every entry applied, so an empty one means none arrived or survived: the
+        figures that depend on it (procedures offered, fees, paper results) are zero everywhere.
+        """
+        return self.ready and bool(self.active) and self.catalogue.version == 0
+
+    async def request_catalogue_if_empty(self, now: float | None = None) -> bool:
+        """Ask the connectors for the whole catalogue when it is missing; True when a request was sent.
+
+        At most one request per ``worker.catalogue_request_interval_s`` (0: never). Not before the
+        consumer lag is known, nor while the raw catalogue topic still has records this app has not
+        read: they may be the catalogue (a fresh start reads it from there, without asking).
+        The connectors answer by re-sending every catalogue row (:mod:`hub.requests`); rows this
+        worker has already are duplicates and change nothing.
+        """
+        from hub.requests import CatalogueRequest
+
+        interval = self.settings.worker.catalogue_request_interval_s
+        if interval <= 0 or not self.catalogue_missing():
+            return False
+        if not self.lag_known or self._lag.get(self.topics.raw["catalogue"].get_topic_name(), 0) > 0:
+            return False
+        now = time.monotonic() if now is None else now
+        if self._last_catalogue_request is not None and now - self._last_catalogue_request < interval:
+            return False
+        self._last_catalogue_request = now
+        request = CatalogueRequest(app_id=self.group, partitions=sorted(self.active))
+        await self.send(self.topics.requests.get_topic_name(), request.key(), request.value())
+        self.catalogue_requests += 1
+        log.warning("the catalogue of partitions %s is empty: asked the connectors to send it again "
+                    "(next request in %.0f s at the earliest)", sorted(self.active), interval)
+        return True
 
     def refresh_stale(self) -> None:
         """Rebuild the partitions whose figures predate a catalogue change (fee, paper result, level).
@@ -594,7 +633,10 @@ def create_app(settings: Settings) -> faust.App:
         producer_linger=PRODUCER_LINGER_S,
         topic_partitions=k.partitions,
         topic_replication_factor=k.replication_factor,
-        topic_allow_declare=True,  # only the tables' changelog topics are declared by faust
+        # faust creates no topic: every one, its tables' changelogs and leader topic included, is
+        # created by the hub and checked before faust starts (hub.kafka.hub_topics, dvc-hub worker).
+        # faust declaring them itself raced its own agents on a fresh start (PartitionsMismatch).
+        topic_allow_declare=False,
         consumer_auto_offset_reset="earliest",
         web_enabled=True,
         web_bind=w.web_host,

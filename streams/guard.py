@@ -38,7 +38,7 @@ from typing import Any, TypeVar, cast
 from hub.deadletter import mask_quoted
 from hub.privacy import redact_text
 
-__all__ = ["WorkerFailedError", "describe", "exit_on_error"]
+__all__ = ["WorkerFailedError", "describe", "exit_on_error", "not_the_records_fault"]
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,41 @@ F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
 class WorkerFailedError(RuntimeError):
     """Raised into faust to stop a worker whose callback failed (see the module docstring)."""
+
+
+#: Packages whose exceptions are the platform's, never a record's: a table write refused by faust
+#: (``PartitionsMismatch``), a producer that stopped, a broker away.
+_PLATFORM_PACKAGES = ("faust", "mode", "aiokafka", "kafka", "asyncio")
+
+
+def _platform_types() -> tuple[type[BaseException], ...]:
+    from aiokafka.errors import KafkaError as AioKafkaError
+    from faust.exceptions import FaustError
+    from kafka.errors import KafkaError
+
+    return (FaustError, AioKafkaError, KafkaError, OSError, TimeoutError, MemoryError)
+
+
+def not_the_records_fault(exc: BaseException) -> bool:
+    """True when ``exc`` says nothing about the record being handled: Kafka, faust, the machine.
+
+    The per-record handlers dead-letter what is the record's fault (it fails validation, the
+    bounds, a domain rule, or trips a bug that the same record would trip again) and re-raise
+    everything else, for :func:`exit_on_error` to crash the worker: its offset is not committed,
+    so the record is re-delivered to the restarted worker. Dead-lettering it instead would lose
+    a record that was fine (1,680 catalogue entries once, each refused by faust with
+    ``PartitionsMismatch`` while the changelog topic was not in its metadata yet).
+
+    Not the record's fault: an exception of faust, aiokafka or kafka-python, an OS or time-out
+    error, or any exception raised from inside those packages (the innermost frame decides).
+    """
+    if isinstance(exc, _platform_types()):
+        return True
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    module = str(tb.tb_frame.f_globals.get("__name__", "")) if tb is not None else ""
+    return module.split(".", 1)[0] in _PLATFORM_PACKAGES
 
 
 def describe(what: str, exc: BaseException) -> str:

@@ -33,12 +33,24 @@ import faust
 from pydantic import BaseModel, TypeAdapter
 
 from hub.config import Settings
+from hub.kafka import CATALOGUE_TABLE, DOSSIER_TABLE, changelog_topic_name
 from schemas.events import CanonicalEvent
 
-#: Table of dossier state: key ``MaHoSo`` -> ``{"p": partition, "s": state}`` (JSON).
-DOSSIER_TABLE = "dossiers"
-#: Table of the procedure catalogue: key ``unit|procedure|valid_from`` -> ``{"p": .., "e": entry}``.
-CATALOGUE_TABLE = "catalogue"
+__all__ = [
+    "CATALOGUE_TABLE",
+    "DOSSIER_TABLE",
+    "RAW_SOURCES",
+    "HubTopics",
+    "changelog_topic",
+    "declare_tables",
+    "declare_topics",
+    "decode_canonical",
+    "encode_canonical",
+]
+
+# DOSSIER_TABLE: dossier state, key ``MaHoSo`` -> ``{"p": partition, "s": state}`` (JSON).
+# CATALOGUE_TABLE: the procedure catalogue, key ``partition|unit|procedure|valid_from`` -> ``{"p": .., "e": entry}``.
+# Both names live in hub.kafka, which creates their changelog topics before the worker starts.
 
 #: Source name (RawRecord.source, agent suffix) -> attribute of TopicSettings.
 RAW_SOURCES: dict[str, str] = {
@@ -70,9 +82,10 @@ def changelog_topic(settings: Settings, table: str) -> str:
     """Name faust gives a table's changelog topic (``<app id>-<table>-changelog``).
 
     ``dvc-hub report`` reads the catalogue table's changelog directly: it is compacted, so reading
-    it to its end gives the latest value of every key whichever worker wrote it.
+    it to its end gives the latest value of every key whichever worker wrote it. The topic is
+    created by :func:`hub.kafka.hub_topics` / ``ensure_topics`` before the worker starts.
     """
-    return f"{settings.worker.app_id}-{table}-changelog"
+    return changelog_topic_name(settings, table)
 
 
 @dataclass(frozen=True)
@@ -84,6 +97,7 @@ class HubTopics:
     dead_letter: Any
     partials: Any
     outbox: Any
+    requests: Any
 
     def source_topic_names(self) -> list[str]:
         """Topics the worker consumes (consumer lag is measured on these)."""
@@ -94,8 +108,10 @@ def declare_topics(app: faust.App, settings: Settings) -> HubTopics:
     """Declare the hub's topics on ``app``.
 
     The topics themselves are created (with their partitions and retention) by
-    :func:`hub.kafka.ensure_topics` before the worker starts; faust only creates the changelog
-    topics of its tables. ``internal=False`` keeps faust from trying to re-create or reconfigure them.
+    :func:`hub.kafka.ensure_topics` before the worker starts, the tables' changelogs and faust's
+    leader topic included, and checked by ``dvc-hub worker``: faust's own declaration of its
+    internal topics finds them in place. ``internal=False`` keeps faust from trying to re-create
+    or reconfigure these.
     """
     t = settings.topics
     parts = settings.kafka.partitions
@@ -112,6 +128,7 @@ def declare_topics(app: faust.App, settings: Settings) -> HubTopics:
         dead_letter=topic(t.dead_letter, 1),
         partials=topic(t.partials, 1),
         outbox=topic(t.outbox),
+        requests=topic(t.requests, 1),
     )
 
 

@@ -159,6 +159,8 @@ class SyncEngine:
         self._monotonic = monotonic
         self._sleep = sleep
         self._last_read: dict[str, float] = {}
+        #: Streams to read whole and deliver whole on their next cycle (:meth:`request_resend`).
+        self._resend: set[str] = set()
         self._loaded = False
         self.consecutive_failures = 0
         self.last_error: dict[str, str] | None = None
@@ -188,6 +190,23 @@ class SyncEngine:
             self.before_save(self.state)
         await self.store.save(self.state)
 
+    # ------------------------------------------------------------------ re-send on request
+    def request_resend(self, kind: str) -> list[str]:
+        """Deliver every record of the streams of ``kind`` (``"catalogue"``) again on the next cycle.
+
+        A worker whose catalogue is empty asks for it (:mod:`hub.requests`); the rows were all
+        delivered before, so the seen-set would drop every one of them as a duplicate, and a
+        snapshot stream is not due before its refresh interval (an hour). So the stream is made
+        due now, read from its start (an incremental stream ignores its cursor for that cycle and
+        saves none, so the saved cursor never moves back), and its records are delivered whether seen or not. The
+        worker absorbs rows it has already. Returns the names of the streams concerned.
+        """
+        names = [stream.name for stream in self.connector.stream_objects if stream.kind == kind]
+        for name in names:
+            self._resend.add(name)
+            self._last_read.pop(name, None)
+        return names
+
     # ------------------------------------------------------------------ cycles
     def _due(self, stream: Stream) -> bool:
         interval = stream.refresh_every()
@@ -211,7 +230,11 @@ class SyncEngine:
             if not self._due(stream):
                 continue
             try:
+                resend = stream.name in self._resend
                 empty = await self._sync_stream(stream, report)
+                if resend:
+                    self._resend.discard(stream.name)
+                    log.info("connector %s: re-sent stream %s on request", self.name, stream.name)
                 self._last_read[stream.name] = self._monotonic()
                 interval = stream.refresh_every()
                 if empty and interval is not None and interval > EMPTY_SNAPSHOT_RETRY_S:
@@ -272,7 +295,8 @@ class SyncEngine:
 
     async def _sync_stream(self, stream: Stream, report: CycleReport) -> bool:
         """Read ``stream`` to its end; True when a page of a snapshot stream (one unit's catalogue) was empty."""
-        saved: Cursor | None = self.state.cursors.get(stream.name) if stream.incremental else None
+        resend = stream.name in self._resend  # deliver everything, from the start (request_resend)
+        saved: Cursor | None = self.state.cursors.get(stream.name) if stream.incremental and not resend else None
         topic = getattr(self.topics, stream.topic)
         empty = False
         pages = aiter(stream.pages(saved))
@@ -295,7 +319,7 @@ class SyncEngine:
             fresh = []
             batch_ids: set[str] = set()
             for raw in raws:
-                if raw.event_id in self.seen or raw.event_id in batch_ids:
+                if raw.event_id in batch_ids or (raw.event_id in self.seen and not resend):
                     report.duplicates_skipped += 1
                     continue
                 batch_ids.add(raw.event_id)
@@ -314,7 +338,7 @@ class SyncEngine:
                 for letter in letters:
                     self._count_error(f"dead_letter_{letter.reason}")
                     self.metrics.dead_letters.labels("connector", letter.reason).inc()
-            if page.checkpoint is not None and stream.incremental:
+            if page.checkpoint is not None and stream.incremental and not resend:
                 current = self.state.cursors.get(stream.name)
                 new = stream.merge_cursor(current, page.checkpoint)
                 if new != current:

@@ -11,6 +11,12 @@ Prometheus registry served on ``settings.connector_runner`` (loopback by default
   last success, last error key and message, cursors), ``caught_up`` and ``backlog`` (instances not
   caught up); HTTP 503 only when every instance is in error.
 
+A worker whose catalogue is empty writes a request to ``topics.requests`` (:mod:`hub.requests`);
+the runner listens there (from the topic's end when it starts: it reads every catalogue at start
+anyway) and has every engine deliver its catalogue streams whole on their next cycle
+(:meth:`~connectors.sdk.engine.SyncEngine.request_resend`), at most once per
+:data:`RESEND_MIN_INTERVAL_S` however many workers ask.
+
 Stopping (SIGTERM, Ctrl-C, or setting the ``stop`` event) lets every engine finish the page it is on;
 a cursor is only ever saved after its records are acknowledged, so stopping at any point is safe.
 """
@@ -22,7 +28,8 @@ import contextlib
 import functools
 import json
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import httpx
@@ -34,14 +41,18 @@ from connectors.sdk.registry import load_connector
 from connectors.sdk.sinks import KafkaSink, RecordSink
 from connectors.sdk.state import KafkaStateStore, StateStore
 from hub.config import ConfigError, ConnectorInstance, Settings
+from hub.kafka import consumer as make_consumer
 from hub.kafka import producer as make_producer
 from hub.pipeline import backlog_collector
+from hub.requests import CatalogueRequest
 
 __all__ = ["ConnectorRunner", "selected_instances"]
 
 log = logging.getLogger(__name__)
 
 STOP_GRACE_S = 20.0
+#: The runner re-sends the catalogue at most this often, whatever the number of requests.
+RESEND_MIN_INTERVAL_S = 60.0
 
 
 def selected_instances(settings: Settings, names: Sequence[str] = ()) -> list[ConnectorInstance]:
@@ -64,6 +75,8 @@ class ConnectorRunner:
         state_store: StateStore | None = None,
         registry: CollectorRegistry | None = None,
         serve_http: bool = True,
+        listen_requests: bool | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
         self.instances = list(instances)
@@ -79,6 +92,13 @@ class ConnectorRunner:
         self.engines: list[SyncEngine] = []
         self.bound_port: int | None = None
         self._site_runner: web.AppRunner | None = None
+        #: Listen on the requests topic: by default when the runner talks to Kafka itself.
+        self.listen_requests = listen_requests
+        self._monotonic = monotonic
+        self._last_resend: float | None = None
+        #: Catalogue requests answered / ignored (rate limit, unreadable) since the start.
+        self.resends = 0
+        self.requests_ignored = 0
 
     def _build_engines(self, http: httpx.AsyncClient) -> list[SyncEngine]:
         engines, problems = [], []
@@ -99,6 +119,63 @@ class ConnectorRunner:
         if problems:
             raise ConfigError("cannot start the connectors:\n" + "\n".join(problems))
         return engines
+
+    def on_request(self, value: bytes | None) -> bool:
+        """Handle one record of the requests topic; True when it made the engines re-send their catalogue."""
+        try:
+            request = CatalogueRequest.parse(value)
+        except ValueError:
+            self.requests_ignored += 1
+            log.warning("connector runner: ignored a record of the requests topic that is not a catalogue request")
+            return False
+        now = self._monotonic()
+        if self._last_resend is not None and now - self._last_resend < RESEND_MIN_INTERVAL_S:
+            self.requests_ignored += 1
+            log.info("connector runner: catalogue request of %s ignored (re-sent %.0f s ago)", request.app_id,
+                     now - self._last_resend)
+            return False
+        self._last_resend = now
+        streams = [f"{e.name}/{name}" for e in self.engines for name in e.request_resend("catalogue")]
+        self.resends += 1
+        log.warning("connector runner: worker %s has no catalogue for partitions %s; re-sending %s",
+                    request.app_id, request.partitions, ", ".join(streams) or "nothing (no catalogue stream)")
+        return True
+
+    def _poll_requests(self, consumer: Any) -> list[bytes | None]:
+        batches = consumer.poll(timeout_ms=1000)
+        return [record.value for records in batches.values() for record in records]
+
+    async def _listen_requests(self, stop: asyncio.Event) -> None:
+        """Read the requests topic from its current end until ``stop``; never stops the connectors."""
+        from kafka import TopicPartition
+
+        kafka = self.settings.kafka.for_part("connectors")
+        topic = self.settings.topics.requests
+        try:
+            consumer = await asyncio.to_thread(make_consumer, kafka, "connector-requests", group_id=None)
+        except Exception as exc:  # noqa: BLE001 - the connectors run without it; the worker asks again
+            log.warning("connector runner: cannot read %s (%s); catalogue requests go unanswered", topic, exc)
+            return
+        try:
+            parts = await asyncio.to_thread(consumer.partitions_for_topic, topic)
+            tps = [TopicPartition(topic, p) for p in sorted(parts or ())]
+            if not tps:
+                log.warning("connector runner: topic %s does not exist; catalogue requests go unanswered", topic)
+                return
+            consumer.assign(tps)
+            await asyncio.to_thread(consumer.seek_to_end, *tps)
+            while not stop.is_set():
+                try:
+                    values = await asyncio.to_thread(self._poll_requests, consumer)
+                except Exception as exc:  # noqa: BLE001 - the broker may be away a moment
+                    log.warning("connector runner: reading %s failed (%s); retrying", topic, type(exc).__name__)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), timeout=5.0)
+                    continue
+                for value in values:
+                    self.on_request(value)
+        finally:
+            await asyncio.to_thread(consumer.close)
 
     def health(self) -> dict[str, Any]:
         """Every instance's health; ``backlog``: the instances not caught up with their source.
@@ -153,7 +230,10 @@ class ConnectorRunner:
             if self.serve_http:
                 await self._start_http()
             tasks = [asyncio.create_task(e.run(stop), name=f"connector-{e.name}") for e in self.engines]
-            log.info("connector runner: %d instance(s) running", len(tasks))
+            listen = self.listen_requests if self.listen_requests is not None else self._producer is not None
+            if listen:
+                tasks.append(asyncio.create_task(self._listen_requests(stop), name="connector-requests"))
+            log.info("connector runner: %d instance(s) running", len(self.engines))
             await stop.wait()
             _done, pending = await asyncio.wait(tasks, timeout=STOP_GRACE_S) if tasks else (set(), set())
             for task in pending:

@@ -209,6 +209,12 @@ def _letters_at(settings: Settings, offsets: list[int], partition: int | None) -
 
 def replay_key(payload: dict[str, Any], letter: DeadLetter) -> bytes:
     """The Kafka key the payload had on its origin topic (same key = same partition = same order)."""
+    if letter.stage == "state":
+        # A canonical event (streams.agents.dossier_state; its type is not an outbox's): keyed by
+        # MaHoSo, a catalogue entry by unit code.
+        code = payload.get("ma_ho_so") or payload.get("unit_code")
+        if isinstance(code, str) and code:
+            return code.encode()
     if payload.get("type") == "dossier":
         return OutboxDossier.model_validate(payload).ma_ho_so.encode()
     if payload.get("type") == "stats":
@@ -357,7 +363,10 @@ def replay(settings: Settings, offsets: list[int] | None, reason: str | None, fo
             headers = [(REPLAY_HEADER, str(offset).encode())]
             if letter.topic == settings.topics.outbox:  # the portal sync pushes only signed items
                 headers += sign(settings.kafka.outbox_key(), key, value)
-            prod.send(letter.topic, value=value, key=key, headers=headers).get(timeout=30)
+            # A canonical event goes back to the partition it was read from: a catalogue entry is one
+            # partition's copy (the normaliser broadcasts it), a dossier's events share its partition.
+            where = {"partition": letter.partition} if letter.stage == "state" and letter.partition is not None else {}
+            prod.send(letter.topic, value=value, key=key, headers=headers, **where).get(timeout=30)
             audit = {"action": "dlq.replay", **who, "at": datetime.now(UTC).isoformat(),
                      "dead_letter_offset": offset, "event_id": letter.event_id, "topic": letter.topic,
                      "stage": letter.stage, "reason": letter.reason}

@@ -5,6 +5,11 @@ another ``--web-port`` and Kafka rebalances. ``dvc-hub up`` starts one as a subp
 same ``--config``. Stop with Ctrl-C or SIGTERM: the worker commits what it processed and leaves
 the group cleanly (a SIGKILL is safe too, see ``docs/streams.md``).
 
+Before faust starts, the worker creates the hub's topics if it may (its tables' changelogs and
+faust's leader topic included) and checks every topic it uses: in the metadata, with its
+partition count and leaders. A missing, invisible or mismatched topic exits with code 2 and a
+message naming the topics, the partitions expected and what to do; an unreachable broker exits 1.
+
 Example::
 
     dvc-hub --config city.toml worker --web-port 6067
@@ -40,20 +45,59 @@ def worker_settings(settings: Settings, web_port: int | None = None, store: str 
     return settings.model_copy(update={"worker": worker})
 
 
-def run_worker(settings: Settings, loglevel: str = "info") -> int:
-    """Make sure the topics exist, then run the faust worker until SIGTERM/Ctrl-C."""
-    from kafka.errors import KafkaError
+#: What an operator does about topics the worker cannot create or cannot use.
+TOPICS_HINT = ("create them with `dvc-hub up` (it creates every topic as the broker's admin) or, on a cluster of "
+               "your own, as its admin with the partitions above (compacted: cleanup.policy=compact for the "
+               "*-changelog topics); a topic with the wrong partition count must be recreated, or "
+               "kafka.partitions set to the count the topics have")
 
-    from hub.kafka import ensure_topics, hub_topics
 
+def prepare_topics(settings: Settings) -> int:
+    """Create the worker's topics if it may, then check them all; 0 when faust may start.
+
+    Every topic the agents and tables use must be in the metadata with its partition count and
+    its leaders *before* faust starts (``hub.kafka.check_topics``): a table whose changelog is
+    missing or differently partitioned fails every write (faust's ``PartitionsMismatch``). Returns
+    1 when Kafka is unreachable, 2 (with the topics, the partitions expected and what to do) when
+    a topic is missing, invisible or mismatched.
+    """
+    from kafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError, MetadataEmptyBrokerList
+
+    from hub.kafka import check_topics, ensure_topics, hub_topics, worker_topics
+
+    unreachable = (KafkaConnectionError, KafkaTimeoutError, MetadataEmptyBrokerList)
     try:
         created = ensure_topics(settings.kafka, hub_topics(settings))
-    except KafkaError as exc:
+    except unreachable as exc:
         print(f"dvc-hub worker: Kafka at {settings.kafka.bootstrap_servers} is unreachable ({exc}); {BROKER_HINT}",
               file=sys.stderr)
         return 1
-    if created:
-        log.info("created topics: %s", ", ".join(created))
+    except (KafkaError, ConfigError) as exc:
+        # A worker on a cluster it does not administer may not create topics: fine if they exist.
+        log.warning("cannot create the hub's topics (%s: %s); checking that they exist", type(exc).__name__, exc)
+    else:
+        if created:
+            log.info("created topics: %s", ", ".join(created))
+    try:
+        problems = check_topics(settings.kafka, worker_topics(settings), timeout_s=settings.worker.topics_timeout_s)
+    except unreachable as exc:
+        print(f"dvc-hub worker: Kafka at {settings.kafka.bootstrap_servers} is unreachable ({exc}); {BROKER_HINT}",
+              file=sys.stderr)
+        return 1
+    if problems:
+        lines = "\n".join(f"  - {p.describe()}" for p in problems)
+        print(f"dvc-hub worker: {len(problems)} topic(s) the worker needs are not ready, so it does not start "
+              f"(a table whose changelog is missing or mismatched would refuse every write):\n{lines}\n"
+              f"Fix: {TOPICS_HINT}.", file=sys.stderr)
+        return 2
+    return 0
+
+
+def run_worker(settings: Settings, loglevel: str = "info") -> int:
+    """Make sure the topics exist and are right (:func:`prepare_topics`), then run faust until SIGTERM/Ctrl-C."""
+    code = prepare_topics(settings)
+    if code:
+        return code
 
     import faust
 
@@ -61,14 +105,14 @@ def run_worker(settings: Settings, loglevel: str = "info") -> int:
 
     app = create_app(settings)
     worker = faust.Worker(app, loglevel=loglevel, redirect_stdouts=False)
-    code: object = 0
+    result: object = 0
     try:
         worker.execute_from_commandline()  # installs SIGTERM/SIGINT handlers; stops cleanly
     except SystemExit as exc:
-        code = exc.code
+        result = exc.code
     finally:
         runtime_of(app).close()
-    return code if isinstance(code, int) else 0 if code is None else 1
+    return result if isinstance(result, int) else 0 if result is None else 1
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -24,8 +24,11 @@ Each table value is ``{"p": partition, "o": offset, "s": state}``:
   duplicate (a connector's re-read) comes later in the topic, with an offset past ``o``, and
   produces nothing.
 
-Errors never escape: a canonical event that fails to parse or to apply is a dead letter with
-stage ``state`` and the loop continues.
+A canonical event that fails to parse or to apply is a dead letter with stage ``state``, carrying
+the event for ``dvc-hub dlq replay``, and the loop continues. An error that is not the event's
+fault (faust refusing a table write, Kafka; :func:`streams.guard.not_the_records_fault`) is never
+a dead letter: it exits the worker, for its supervisor to restart it, and the event is applied
+again from the committed offset.
 
 The agent takes events in batches (``take_events``) but applies them one at a time, in topic
 order, each made faust's *current event* while it is applied (:func:`as_current`): faust sends a
@@ -42,6 +45,7 @@ import logging
 import time
 import weakref
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -53,7 +57,7 @@ from hub.deadletter import DeadLetter
 from hub.sync.signing import sign
 from schemas.events import CatalogueEntry, DocumentEvent, DossierEvent
 from streams.domain.state import apply, view
-from streams.guard import exit_on_error
+from streams.guard import exit_on_error, not_the_records_fault
 from streams.normalize import Rejected, progress_rows, to_national
 from streams.topics import decode_canonical
 
@@ -125,20 +129,21 @@ def _outcome_of_noop(event: Any, old_view: Any) -> str:
     return "duplicate"
 
 
-async def _apply_catalogue(rt: HubRuntime, entry: CatalogueEntry, partition: int, offset: int) -> None:
+def _plan_catalogue(rt: HubRuntime, entry: CatalogueEntry, partition: int, offset: int) -> tuple[bytes, bytes] | None:
+    """The catalogue row to write for ``entry`` (None: the table has it already); may raise on its data.
+
+    The catalogue adds the row whole or raises before changing anything: add first, then write,
+    so that an entry it cannot take is a dead letter and not a table row the figures never saw.
+    A changed catalogue makes this worker's partitions stale; the partials timer rebuilds them.
+    """
     key = catalogue_key(partition, entry)
     body = entry.model_dump(mode="json")
     old = rt.catalogue_table.get(key)
     if old is not None and orjson.loads(old)["e"] == body:
-        rt.metrics.state_applies.labels(outcome="duplicate").inc()
-        return
+        return None
     value = orjson.dumps({"p": partition, "o": offset, "e": body})
-    # The catalogue adds the row whole or raises before changing anything: add first, then write,
-    # so that an entry it cannot take is a dead letter and not a table row the figures never saw.
-    # A changed catalogue makes this worker's partitions stale; the partials timer rebuilds them.
     rt.catalogue.add(entry)
-    rt.catalogue_table[key] = value
-    rt.metrics.state_applies.labels(outcome="applied").inc()
+    return key, value
 
 
 def _check(rt: HubRuntime, ev: Any) -> None:
@@ -156,61 +161,96 @@ def _check(rt: HubRuntime, ev: Any) -> None:
 
 
 async def handle(rt: HubRuntime, event: Any) -> None:
-    """Apply one canonical event; never raises.
+    """Apply one canonical event.
 
-    Everything that can fail (decoding, the bounds, the new state, its view, the planned change of
-    the figures, the serialised row and outbox item) is computed first; only then are the table
-    row written and the figures committed, two steps that cannot fail on the event's data. So a
-    bad event leaves table and figures as they were, and becomes a dead letter.
+    Everything that can fail on the event's data (decoding, the bounds, the new state, its view,
+    the planned change of the figures, the serialised row and outbox item) is computed first; a
+    failure there is the event's fault and a dead letter that carries the event (for ``dvc-hub
+    dlq replay``), leaving table and figures as they were. Only then are the table row written,
+    the figures committed and the outbox item produced, steps that cannot fail on the event's
+    data: what fails there (faust refusing a table write with ``PartitionsMismatch``, Kafka) is
+    not the event's fault and raises, as does any such error met while computing
+    (:func:`streams.guard.not_the_records_fault`). The agent's guard then exits the worker; the
+    event's offset is not committed and the restarted worker applies it again.
     """
     msg = event.message
     partition, offset = int(msg.partition), int(msg.offset)
     rt.metrics.records_in.labels(agent=AGENT).inc()
     try:
-        ev = decode_canonical(event.value)
-        _check(rt, ev)
-        if isinstance(ev, CatalogueEntry):
-            await _apply_catalogue(rt, ev, partition, offset)
-            return
-        if ev.ma_ho_so is None:
-            return
-        key = ev.ma_ho_so.encode()
-        raw_old = rt.dossiers.get(key)
-        old = orjson.loads(raw_old) if raw_old is not None else None
-        old_state = old["s"] if old is not None else None
-        old_view = view(old_state) if old_state is not None else None
-        new_state = apply(old_state, ev)
-        if new_state is None:
-            if old is not None and offset <= int(old.get("o", -1)):
-                rt.metrics.state_applies.labels(outcome="replayed").inc()
-                if isinstance(ev, DossierEvent) and old_view is not None and old_view.version == ev.version:
-                    await _send_outbox(rt, ev)
-            else:
-                rt.metrics.state_applies.labels(outcome=_outcome_of_noop(ev, old_view)).inc()
-            return
-        change = rt.aggregates.plan_change(partition, old_view, view(new_state))
-        row = orjson.dumps({"p": partition, "o": offset, "s": new_state})
-        outbox = _outbox_of(rt, ev) if isinstance(ev, DossierEvent) else None
-        rt.dossiers[key] = row
-        changed_units = rt.aggregates.commit(change)
-        rt.mark(partition, changed_units)
-        rt.metrics.state_applies.labels(outcome="applied").inc()
-        if outbox is not None:  # the one-stop view changed: a new snapshot version
-            await _send(rt, ev.ma_ho_so, outbox)
+        plan = _plan(rt, event.value, partition, offset)
     except Rejected as exc:
-        await _dead(rt, msg, exc.reason, exc.detail + " (a canonical event the normaliser would have refused)",
+        await _dead(rt, event, exc.reason, exc.detail + " (a canonical event the normaliser would have refused)",
                     exc.codes)
+        return
     except ValidationError as exc:
-        await _dead(rt, msg, "schema", "canonical event does not match schemas.events: "
+        await _dead(rt, event, "schema", "canonical event does not match schemas.events: "
                     + "; ".join(e["msg"] for e in exc.errors(include_url=False, include_input=False)[:3])
                     + " (normaliser and state agent disagree on the schema version: redeploy both)")
+        return
     except Exception as exc:
+        if not_the_records_fault(exc):
+            raise
         log.exception("unexpected error applying a canonical event at partition %s offset %s", partition, offset)
-        await _dead(rt, msg, "unexpected", f"{type(exc).__name__} while applying (a bug: report it with the offset)")
+        await _dead(rt, event, "unexpected", f"{type(exc).__name__} while applying (a bug: report it with the offset)")
+        return
     finally:
         ts = getattr(msg, "timestamp", None)
         if ts:
             rt.metrics.latency.labels(agent=AGENT).observe(max(0.0, time.time() - ts))
+    await _carry_out(rt, plan, partition)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What applying one event will do, computed before anything is written."""
+
+    outcome: str
+    table: Any = None  # the table to write ``row`` to under ``key``
+    key: bytes = b""
+    row: bytes = b""
+    change: Any = None  # Aggregates.plan_change
+    ma_ho_so: str = ""
+    outbox: bytes | None = None  # the outbox item to produce
+
+
+def _plan(rt: HubRuntime, value: Any, partition: int, offset: int) -> _Plan:
+    """Decode, check and apply one canonical event in memory (may raise on its data; writes nothing)."""
+    ev = decode_canonical(value)
+    _check(rt, ev)
+    if isinstance(ev, CatalogueEntry):
+        row = _plan_catalogue(rt, ev, partition, offset)
+        if row is None:
+            return _Plan("duplicate")
+        return _Plan("applied", rt.catalogue_table, row[0], row[1])
+    if ev.ma_ho_so is None:
+        return _Plan("")
+    key = ev.ma_ho_so.encode()
+    raw_old = rt.dossiers.get(key)
+    old = orjson.loads(raw_old) if raw_old is not None else None
+    old_state = old["s"] if old is not None else None
+    old_view = view(old_state) if old_state is not None else None
+    new_state = apply(old_state, ev)
+    if new_state is None:
+        if old is not None and offset <= int(old.get("o", -1)):
+            again = isinstance(ev, DossierEvent) and old_view is not None and old_view.version == ev.version
+            return _Plan("replayed", ma_ho_so=ev.ma_ho_so, outbox=_outbox_of(rt, ev) if again else None)
+        return _Plan(_outcome_of_noop(ev, old_view))
+    change = rt.aggregates.plan_change(partition, old_view, view(new_state))
+    row_bytes = orjson.dumps({"p": partition, "o": offset, "s": new_state})
+    outbox = _outbox_of(rt, ev) if isinstance(ev, DossierEvent) else None
+    return _Plan("applied", rt.dossiers, key, row_bytes, change, ev.ma_ho_so, outbox)
+
+
+async def _carry_out(rt: HubRuntime, plan: _Plan, partition: int) -> None:
+    """Write what :func:`_plan` decided; an error here is faust's or Kafka's, and escapes."""
+    if plan.table is not None:
+        plan.table[plan.key] = plan.row
+    if plan.change is not None:
+        rt.mark(partition, rt.aggregates.commit(plan.change))
+    if plan.outcome:
+        rt.metrics.state_applies.labels(outcome=plan.outcome).inc()
+    if plan.outbox is not None:  # a new one-stop snapshot version, or one replayed after a crash
+        await _send(rt, plan.ma_ho_so, plan.outbox)
 
 
 def _outbox_of(rt: HubRuntime, ev: DossierEvent) -> bytes:
@@ -224,14 +264,28 @@ async def _send(rt: HubRuntime, ma_ho_so: str, record: bytes) -> None:
     rt.metrics.records_out.labels(agent=AGENT).inc()
 
 
-async def _send_outbox(rt: HubRuntime, ev: DossierEvent) -> None:
-    await _send(rt, ev.ma_ho_so, _outbox_of(rt, ev))
+async def _dead(rt: HubRuntime, event: Any, reason: str, detail: str, codes: dict[str, object] | None = None) -> None:
+    """Dead-letter a canonical event that is its own fault, carrying it for ``dvc-hub dlq replay``.
 
-
-async def _dead(rt: HubRuntime, msg: Any, reason: str, detail: str, codes: dict[str, object] | None = None) -> None:
+    The payload is the event as it was on the canonical topic (redacted like every payload), the
+    partition and offset say where: a replay sends it back there, to the same partition, once the
+    cause is fixed (a unit added to the registry, bounds widened). A body that is not a JSON
+    object cannot be replayed by anyone; only its shape is kept.
+    """
+    msg, value = event.message, event.value
+    payload: dict[str, Any] | None = None
+    try:
+        decoded = orjson.loads(value) if value is not None else None
+        payload = decoded if isinstance(decoded, dict) else None
+    except orjson.JSONDecodeError:
+        payload = None
+    event_id = payload.get("event_id") if payload is not None else None
     await rt.dead_letter(DeadLetter.make(
         stage="state", reason=reason, detail=detail, codes=codes, source="canonical",
         topic=msg.topic, partition=msg.partition, offset=msg.offset,
+        event_id=event_id if isinstance(event_id, str) else None,
+        payload=payload, raw=value if payload is None and value is not None else None,
+        keep_text=rt.settings.privacy.share_free_text,
     ))
 
 

@@ -40,14 +40,20 @@ ROOT = Path(__file__).resolve().parents[2]
 STALL_TIMEOUT_S = 60
 
 
-def write_settings(tmp_path: Path, bootstrap: str, partitions: int = 4) -> tuple[Path, Settings]:
-    """A TOML config with unique topic names and app id, so tests never see each other's data."""
+def write_settings(tmp_path: Path, bootstrap: str, partitions: int = 4, *, create: bool = True,
+                   extra: str = "") -> tuple[Path, Settings]:
+    """A TOML config with unique topic names and app id, so tests never see each other's data.
+
+    ``create``: create every hub topic now (else the test creates what it wants, the worker the rest);
+    ``extra``: more TOML lines for the ``[worker]`` table.
+    """
     uid = uuid.uuid4().hex[:8]
     topics = "\n".join(
         f'{attr} = "t{uid}.{attr}"'
         for attr in ("raw_motcua", "raw_qlvb", "raw_portal", "raw_catalogue", "canonical", "dead_letter",
-                     "connector_state", "partials", "outbox", "sync_state", "audit")
+                     "connector_state", "partials", "outbox", "sync_state", "audit", "requests")
     )
+    tmp_path.mkdir(parents=True, exist_ok=True)
     path = tmp_path / f"hub-{uid}.toml"
     path.write_text(
         f"""
@@ -69,11 +75,13 @@ app_id = "test-{uid}"
 data_dir = "{(tmp_path / f"worker-{uid}").as_posix()}"
 # Shorter than the 180 s default so that a stalled worker restarts well within a test's wait.
 stall_timeout_s = {STALL_TIMEOUT_S}
+{extra}
 """,
         encoding="utf-8",
     )
     settings = load_settings(path)
-    ensure_topics(settings.kafka, hub_topics(settings))
+    if create:
+        ensure_topics(settings.kafka, hub_topics(settings))
     return path, settings
 
 

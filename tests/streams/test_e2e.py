@@ -188,7 +188,10 @@ def test_two_workers_share_the_partitions(hub):
     assert sb
     assert sa["partitions"], sa  # both workers got a share
     assert sb["partitions"], sb
-    check_figures(settings, [a, b], rc, sc, exact_dead_letters=True)
+    # Dead letters are at-least-once like everything else: when one worker joins a generation
+    # after the other has started processing, the rebalance re-delivers its uncommitted records,
+    # poison included, and the new owner dead-letters them again (same origin, same event id).
+    check_figures(settings, [a, b], rc, sc, exact_dead_letters=False)
 
 
 def test_merged_gauges_equal_the_report_from_the_partials(hub):
