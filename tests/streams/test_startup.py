@@ -443,7 +443,7 @@ async def test_dlq_replay_sends_a_state_letter_back_to_its_partition_under_its_k
             return None
 
     settings = Settings()
-    monkeypatch.setattr(dlq, "_letters", lambda _s: [(7, letter)])
+    monkeypatch.setattr(dlq, "_letters_at", lambda _s, offsets, _p: [(o, letter) for o in offsets if o == 7])
     monkeypatch.setattr(dlq, "producer", lambda *_a, **_k: Producer())
     assert dlq.replay(settings, [7], None, force=True) == (1, 0)
     [(topic, key, value, partition)] = [s for s in sent if s[0] != settings.topics.audit]
