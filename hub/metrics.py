@@ -174,6 +174,12 @@ PORTAL_BREAKER_TRANSITIONS = MetricSpec(
     "Circuit breaker state changes, by the state entered (closed, half_open, open); shows an outage that "
     "opened and closed the breaker between two scrapes.", ("to",),
 )
+PIPELINE_BACKLOG = MetricSpec(
+    "dvc_hub_pipeline_backlog", "gauge",
+    "Work not done yet per pipeline stage: connector instances not caught up (connectors), consumer lag "
+    "(worker), outbox records not committed by the portal sync (outbox), statistics bodies not pushed "
+    "(statistics).", ("stage",),
+)
 PORTAL_OLDEST_UNPUSHED = MetricSpec(
     "dvchub_portal_oldest_unpushed_age_seconds", "gauge", "Age of the oldest outbox item not yet pushed.",
     ("kind",),
@@ -183,7 +189,7 @@ ALL_METRICS: tuple[MetricSpec, ...] = (
     *DOMAIN_METRICS, AGENT_RECORDS_IN, AGENT_RECORDS_OUT, DEAD_LETTERS, CONSUMER_LAG, CONSUMER_REREADS,
     PROCESSING_LATENCY, STATE_APPLIES, CONNECTOR_POLLS, CONNECTOR_RECORDS, CONNECTOR_ERRORS, CONNECTOR_CURSOR_AGE,
     CONNECTOR_LAST_SUCCESS, CONNECTOR_UP, PORTAL_PUSHES, PORTAL_RETRIES, PORTAL_BREAKER_STATE,
-    PORTAL_BREAKER_TRANSITIONS, PORTAL_OLDEST_UNPUSHED,
+    PORTAL_BREAKER_TRANSITIONS, PORTAL_OLDEST_UNPUSHED, PIPELINE_BACKLOG,
 )
 
 # Prometheus client stores a counter named ``x_total`` as family ``x``.

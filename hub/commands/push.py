@@ -2,8 +2,9 @@
 
 Examples::
 
-    dvc-hub push run          # the service (dvc-hub up starts it for you)
-    dvc-hub push status       # backlog per kind, oldest unpushed age, breaker state, last errors
+    dvc-hub push run                  # the service (dvc-hub up starts it for you)
+    dvc-hub push status               # backlog per kind, oldest unpushed age, breaker state, last errors
+    dvc-hub push stats --from 2021-01 # enqueue the statistics of every period since January 2021, once
 """
 
 from __future__ import annotations
@@ -13,19 +14,24 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 import signal
 import urllib.request
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from kafka import TopicPartition
 
 from hub.config import Settings, load_service_settings, load_settings
-from hub.kafka import consumer, ensure_topics, hub_topics
-from hub.sync.outbox import DossierState, parse_state
+from hub.kafka import consumer, ensure_topics, hub_topics, producer
+from hub.sync.outbox import DossierState, StatsState, parse_state, stats_digest, stats_state_key
 from hub.sync.service import SyncService
+from hub.sync.signing import sign
+from hub.sync.stats import DomainStatsBuilder, LiveCatalogue, history_items
+from schemas.figures import UnitFigures
+from schemas.units import UnitRegistry, default_registry
 
-__all__ = ["backlog", "register"]
+__all__ = ["backlog", "enqueue_history", "register"]
 
 log = logging.getLogger(__name__)
 BREAKER_NAMES = {0: "closed", 1: "half-open", 2: "open"}
@@ -146,6 +152,80 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _month(value: str) -> date:
+    if not re.fullmatch(r"[1-9][0-9]{3}-(0[1-9]|1[0-2])", value):
+        raise argparse.ArgumentTypeError(f"a month is written YYYY-MM, like 2021-01; got {value!r}")
+    year, month = value.split("-")
+    return date(int(year), int(month), 1)
+
+
+def _next_month(first: date) -> date:
+    return date(first.year + first.month // 12, first.month % 12 + 1, 1)
+
+
+def enqueue_history(
+    settings: Settings, start: date, end: date | None = None, *, now: datetime | None = None
+) -> tuple[int, int]:
+    """Write the statistics of every period with figures starting in ``[start, end)`` to the outbox.
+
+    Bodies are built as the portal sync builds them (the partials and the catalogue changelog, read
+    to their end; :func:`hub.sync.stats.history_items`), signed like every outbox item, keyed
+    ``stats|<ky>|<unit>``; the portal sync folds them into its statistics lane and pushes each once
+    (and never one the portal already holds: those are skipped here already). Returns (enqueued,
+    skipped as unchanged).
+    """
+    from hub.commands.dlq import read_topic
+    from streams.topics import CATALOGUE_TABLE, changelog_topic  # imports faust: only here
+
+    now = now or datetime.now(UTC)
+    partials = []
+    for record in read_topic(settings, settings.topics.partials):
+        if record.value is not None:
+            with contextlib.suppress(ValueError):
+                partials.append(UnitFigures.model_validate_json(record.value))
+    catalogue = LiveCatalogue()
+    try:
+        for record in read_topic(settings, changelog_topic(settings, CATALOGUE_TABLE)):
+            catalogue.apply(record.value)
+    except SystemExit:
+        log.warning("no catalogue changelog yet (no worker ran): procedures offered will read 0")
+    acked: dict[str, str] = {}
+    for record in read_topic(settings, settings.topics.sync_state):
+        with contextlib.suppress(ValueError):
+            state = parse_state(record.value or b"")
+            if isinstance(state, StatsState) and state.outcome == "pushed":
+                acked[stats_state_key(state.ky, state.ma_don_vi)] = state.digest
+    registry = UnitRegistry.load(settings.unit_registry) if settings.unit_registry else default_registry()
+    items = history_items(partials, DomainStatsBuilder(registry, catalogue), now, start, end)
+    signing_key = settings.kafka.outbox_key()
+    prod = producer(settings.kafka, "push-stats")
+    enqueued = skipped = 0
+    try:
+        for item in items:
+            key = stats_state_key(item.ky, item.ma_don_vi)
+            if acked.get(key) == stats_digest(item.body):
+                skipped += 1
+                continue
+            value = item.model_dump_json().encode()
+            prod.send(settings.topics.outbox, value, key=key.encode(), headers=sign(signing_key, key.encode(), value))
+            enqueued += 1
+        prod.flush(timeout=60)
+    finally:
+        prod.close()
+    return enqueued, skipped
+
+
+def _stats(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    end = _next_month(args.to) if args.to is not None else None
+    enqueued, skipped = enqueue_history(settings, args.start, end)
+    print(f"statistics enqueued for the portal: {enqueued} (unit, period) bodies; "
+          f"{skipped} skipped (the portal already holds them unchanged)")
+    if enqueued:
+        print("the portal sync (`dvc-hub push run`) pushes them once; `dvc-hub push status` shows the backlog")
+    return 0
+
+
 def register(subparsers: Any) -> None:
     """Add ``dvc-hub push ...``."""
     parser = subparsers.add_parser("push", help="push dossiers, progress and statistics to the provincial portal")
@@ -154,3 +234,14 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=_run)
     p = sub.add_parser("status", help="backlog per kind, oldest unpushed age, breaker state, last errors")
     p.set_defaults(func=_status)
+    p = sub.add_parser(
+        "stats", help="enqueue the statistics of older periods (history on demand) for the portal sync",
+        description="Build the statistics body of every (unit, period) with figures whose period starts in "
+        "--from .. --to (months, inclusive) from the partials and the catalogue, and enqueue those the portal "
+        "does not hold yet; the portal sync pushes each once. Periods around now are kept current by the "
+        "sync itself; this is for history (a backfill, or a province that asks for an old year).",
+    )
+    p.add_argument("--from", dest="start", type=_month, required=True, metavar="YYYY-MM",
+                   help="first month (a quarter or year counts when it starts in the range)")
+    p.add_argument("--to", type=_month, default=None, metavar="YYYY-MM", help="last month (default: no limit)")
+    p.set_defaults(func=_stats)

@@ -44,7 +44,7 @@ import httpx
 
 from connectors.sdk.errors import ConnectorError, SourceUnavailable
 from hub.privacy import redact_text
-from hub.sync.delivery import RateLimiter
+from hub.sync.delivery import Limiter
 from hub.sync.errors import PortalError, Rejected, Transient
 
 __all__ = ["EXISTS_CODES", "PortalClient", "PortalError", "Rejected", "Reply", "Transient", "parse_retry_after"]
@@ -108,7 +108,7 @@ class PortalClient:
     """
 
     def __init__(
-        self, http: httpx.AsyncClient, auth: httpx.Auth | None = None, limiter: RateLimiter | None = None
+        self, http: httpx.AsyncClient, auth: httpx.Auth | None = None, limiter: Limiter | None = None
     ) -> None:
         self._http = http
         self._auth = auth
