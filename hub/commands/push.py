@@ -20,6 +20,7 @@ import urllib.request
 from datetime import UTC, date, datetime
 from typing import Any
 
+import httpx
 from kafka import TopicPartition
 
 from hub.config import Settings, load_service_settings, load_settings
@@ -28,10 +29,10 @@ from hub.sync.outbox import DossierState, StatsState, parse_state, stats_digest,
 from hub.sync.service import SyncService
 from hub.sync.signing import sign
 from hub.sync.stats import DomainStatsBuilder, LiveCatalogue, history_items
-from schemas.figures import UnitFigures
+from schemas.figures import OutboxStats, UnitFigures
 from schemas.units import UnitRegistry, default_registry
 
-__all__ = ["backlog", "enqueue_history", "register"]
+__all__ = ["backlog", "enqueue_history", "outbox_records", "register"]
 
 log = logging.getLogger(__name__)
 BREAKER_NAMES = {0: "closed", 1: "half-open", 2: "open"}
@@ -121,6 +122,18 @@ def _metrics(settings: Settings) -> dict[str, float] | None:
     return out
 
 
+def _health(settings: Settings) -> dict[str, Any] | None:
+    """The running portal sync's ``/healthz`` (backlog per lane, caught up), or None when unreachable."""
+    scheme = "https" if settings.api.tls_certfile is not None else "http"
+    url = f"{scheme}://{settings.portal_sync.host}:{settings.portal_sync.port}/healthz"
+    try:
+        response = httpx.get(url, timeout=3, verify=False)  # noqa: S501 - our own loopback listener
+        found = response.json()
+    except (httpx.HTTPError, ValueError):
+        return None
+    return found if isinstance(found, dict) else None
+
+
 def _status(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     from hub.commands.dlq import read_topic
@@ -130,6 +143,12 @@ def _status(args: argparse.Namespace) -> int:
     print(f"outbox backlog: {report.get('unpushed_records', '?')} records")
     for kind, entry in report.get("kinds", {}).items():
         print(f"  {kind:<8} {entry['count']:>7} unpushed, oldest {entry['oldest_age_s']:.0f} s")
+    health = _health(settings)
+    if health is not None and isinstance(health.get("backlog"), dict):
+        lanes = health["backlog"]
+        print(f"portal sync: {'caught up' if health.get('caught_up') else 'catching up'}; outbox "
+              f"{lanes.get('outbox', '?')} uncommitted, {lanes.get('dossiers_pending', '?')} dossiers in hand, "
+              f"{lanes.get('stats_pending', '?')} statistics bodies pending")
     metrics = _metrics(settings)
     if metrics is None:
         print("breaker: unknown (the sync service's /metrics is not reachable; is `dvc-hub push run` running?)")
@@ -174,45 +193,68 @@ def enqueue_history(
     (and never one the portal already holds: those are skipped here already). Returns (enqueued,
     skipped as unchanged).
     """
-    from hub.commands.dlq import read_topic
     from streams.topics import CATALOGUE_TABLE, changelog_topic  # imports faust: only here
 
     now = now or datetime.now(UTC)
     partials = []
-    for record in read_topic(settings, settings.topics.partials):
+    for record in _read_all(settings, settings.topics.partials) or ():
         if record.value is not None:
             with contextlib.suppress(ValueError):
                 partials.append(UnitFigures.model_validate_json(record.value))
     catalogue = LiveCatalogue()
-    try:
-        for record in read_topic(settings, changelog_topic(settings, CATALOGUE_TABLE)):
-            catalogue.apply(record.value)
-    except SystemExit:
+    changelog = _read_all(settings, changelog_topic(settings, CATALOGUE_TABLE))
+    if changelog is None:
         log.warning("no catalogue changelog yet (no worker ran): procedures offered will read 0")
+    for record in changelog or ():
+        catalogue.apply(record.value)
     acked: dict[str, str] = {}
-    for record in read_topic(settings, settings.topics.sync_state):
+    for record in _read_all(settings, settings.topics.sync_state) or ():
         with contextlib.suppress(ValueError):
             state = parse_state(record.value or b"")
             if isinstance(state, StatsState) and state.outcome == "pushed":
                 acked[stats_state_key(state.ky, state.ma_don_vi)] = state.digest
     registry = UnitRegistry.load(settings.unit_registry) if settings.unit_registry else default_registry()
     items = history_items(partials, DomainStatsBuilder(registry, catalogue), now, start, end)
-    signing_key = settings.kafka.outbox_key()
+    fresh = [i for i in items if acked.get(stats_state_key(i.ky, i.ma_don_vi)) != stats_digest(i.body)]
     prod = producer(settings.kafka, "push-stats")
-    enqueued = skipped = 0
     try:
-        for item in items:
-            key = stats_state_key(item.ky, item.ma_don_vi)
-            if acked.get(key) == stats_digest(item.body):
-                skipped += 1
-                continue
-            value = item.model_dump_json().encode()
-            prod.send(settings.topics.outbox, value, key=key.encode(), headers=sign(signing_key, key.encode(), value))
-            enqueued += 1
+        for key, value, headers in outbox_records(fresh, settings.kafka.outbox_key()):
+            prod.send(settings.topics.outbox, value, key=key, headers=headers)
         prod.flush(timeout=60)
     finally:
         prod.close()
-    return enqueued, skipped
+    return len(fresh), len(items) - len(fresh)
+
+
+def _read_all(settings: Settings, topic: str) -> list[Any] | None:
+    """Every record of ``topic`` from the beginning to its current end; None when the topic does not exist."""
+    c = consumer(settings.kafka, "push-stats", group_id=None)
+    try:
+        parts = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or ())]
+        if not parts:
+            return None
+        c.assign(parts)
+        c.seek_to_beginning(*parts)
+        end = c.end_offsets(parts)
+        out: list[Any] = []
+        while any(c.position(tp) < end[tp] for tp in parts):
+            for records in c.poll(timeout_ms=1000).values():
+                out.extend(records)
+        return sorted(out, key=lambda r: (r.partition, r.offset))
+    finally:
+        c.close()
+
+
+def outbox_records(
+    items: list[OutboxStats], signing_key: bytes
+) -> list[tuple[bytes, bytes, list[tuple[str, bytes]]]]:
+    """(key ``stats|<ky>|<unit>``, value, signed headers) of each item: as the portal sync accepts them."""
+    out = []
+    for item in items:
+        key = stats_state_key(item.ky, item.ma_don_vi).encode()
+        value = item.model_dump_json().encode()
+        out.append((key, value, sign(signing_key, key, value)))
+    return out
 
 
 def _stats(args: argparse.Namespace) -> int:

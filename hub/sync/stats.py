@@ -261,10 +261,10 @@ class StatsLane:
     holds from the hub or that is pending (so a period whose figures drop to zero is corrected).
 
     When a key is pushed (:meth:`due`): once it has been quiet for ``debounce_s``; or, while it
-    keeps changing, once its last push is ``min_interval_s`` old (a key the portal never got from
-    the hub: ``first_wait_s`` after it became pending). So a key that changes for ``T`` seconds is
-    pushed at most about ``1 + T / min_interval_s`` times plus once per quiet spell, and its final
-    body always goes out ``debounce_s`` after the last change. Everything is rebuilt at least every
+    keeps changing, once its last push (or, never pushed, its becoming pending) is
+    ``min_interval_s`` old. So a key that changes for ``T`` seconds is pushed at most
+    ``T / min_interval_s`` times plus once per quiet spell, and its final body always goes out
+    ``debounce_s`` after the last change (convergence). Everything is rebuilt at least every
     ``interval_s`` (periods roll over; only changed bodies become pending).
     """
 
@@ -287,7 +287,6 @@ class StatsLane:
         self._retract = retract
         self._debounce = debounce_s
         self._min_interval = min_interval_s
-        self._first_wait = min(min_interval_s, max(30.0, 6 * debounce_s))
         self._interval = interval_s
         self._history_from = history_from
         self._live = live
@@ -546,10 +545,11 @@ class StatsLane:
     def due_at(self, p: PendingStats) -> float:
         """When ``p`` may be pushed (monotonic): quiet for the debounce, or its min interval elapsed."""
         quiet = p.last_change + self._debounce
+        # Spaced from the key's last push, or (never pushed) from when it became pending: during a
+        # backlog drain a new key waits for quiet or one interval instead of going out half-counted.
         last = self._last_push.get(p.key)
-        spaced = p.first_change + self._first_wait if last is None else max(last + self._min_interval,
-                                                                                  p.first_change)
-        return max(min(quiet, spaced), p.not_before)
+        spaced = max(last, p.first_change) if last is not None else p.first_change
+        return max(min(quiet, spaced + self._min_interval), p.not_before)
 
     def due(self, mono: float | None = None) -> list[PendingStats]:
         """Pending keys that may be pushed now and are not in flight, the longest due first."""

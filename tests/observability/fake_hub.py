@@ -294,6 +294,7 @@ class FakeHub:
         self.transitions = m.counter(m.PORTAL_BREAKER_TRANSITIONS, reg)
         self.transitions.labels(to="closed").inc()
         self.oldest = m.gauge(m.PORTAL_OLDEST_UNPUSHED, reg)
+        self.backlog = m.gauge(m.PIPELINE_BACKLOG, reg)
         self._tick(first=True)
 
     @property
@@ -323,6 +324,8 @@ class FakeHub:
             self.pushes.labels(kind=kind, outcome="ok").inc(5)
             self.retries.labels(kind=kind, reason="http_503").inc(0.5)
             self.oldest.labels(kind=kind).set(2)
+        for stage in ("outbox", "statistics"):  # the portal sync's stages of the pipeline backlog
+            self.backlog.labels(stage=stage).set(0)
         self.breaker.set(0)
 
     def _run(self) -> None:

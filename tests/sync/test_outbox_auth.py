@@ -119,14 +119,24 @@ async def test_forged_items_are_dead_lettered_without_payload_and_never_pushed()
     assert service.metrics.value("dvchub_dead_letters_total", stage="portal_sync", reason="unauthenticated") == len(bad)
 
 
-async def test_the_statistics_the_sync_writes_itself_are_signed() -> None:
-    service, _, _ = service_with(lambda request: reply("0"))
-    recorder = Recorder()
-    service._producer = recorder  # type: ignore[assignment]
-    service._outbox_key = KEY.encode()
-    await service._write_outbox(b"stats|2021-Q1|14767", b'{"type":"stats"}')
-    [(_, value, key, headers)] = recorder.sent
-    assert verify(KEY.encode(), key, value, headers) is None
+def test_the_statistics_push_stats_enqueues_are_signed_and_accepted() -> None:
+    """``dvc-hub push stats --from`` writes to the outbox: its records pass the sync's check."""
+    from datetime import UTC, date, datetime
+
+    from hub.commands.push import outbox_records
+    from hub.sync.stats import DomainStatsBuilder, history_items
+    from schemas.figures import UnitFigures, count_key
+    from schemas.units import default_registry
+
+    now = datetime(2026, 5, 4, tzinfo=UTC)
+    partial = UnitFigures(partition=0, unit_code="14767", unit_tier="XA", generated_at=now,
+                          counts={count_key("received", "TOAN_TRINH", "TRUC_TUYEN", "2021-03"): 2})
+    items = history_items([partial], DomainStatsBuilder(default_registry(), None), now, date(2021, 1, 1))
+    records = outbox_records(items, KEY.encode())
+    assert [key for key, _, _ in records] == [b"stats|2021-03|14767"]
+    for key, value, headers in records:
+        assert verify(KEY.encode(), key, value, headers) is None
+        assert verify(OTHER_KEY.encode(), key, value, headers) is not None
 
 
 async def test_the_worker_signs_every_outbox_item_with_the_shared_key() -> None:

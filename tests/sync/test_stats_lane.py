@@ -71,8 +71,8 @@ async def test_a_key_that_keeps_changing_is_pushed_a_handful_of_times_and_conver
     puts = await drive(lane, clock, until=700, step=1.0, change=change)
     keys = set(puts)
     assert len(keys) >= 5 * 24  # every month of 2020-2021 of five units (and their quarters, years)
-    # At most: a first push (30 s after it appeared), one per 120 s while it changes, the final one.
-    assert max(puts.values()) <= 1 + 600 // 120 + 1, puts.most_common(3)
+    # At most one push per 120 s while it changes, and the final one.
+    assert max(puts.values()) <= 600 // 120 + 1, puts.most_common(3)
     # Converged: nothing pending, and what the portal acknowledged is the body of the final figures.
     assert lane.pending == {}
     final = lane_with([0.0], history_from=date(2020, 1, 1))
@@ -253,5 +253,5 @@ async def test_dossiers_are_not_starved_by_thousands_of_pending_statistics() -> 
     await runner
     assert len(lane.pending) > 500, "the statistics were not contending"
     # 40 slots at 400/s take 0.1 s with the limiter to itself; generous bounds for a loaded CI host.
-    assert dossier_s < 1.0, f"40 dossier pushes took {dossier_s:.2f} s behind {len(lane.pending)} statistics"
-    assert len(stats_done) > 40  # and the statistics still moved
+    assert dossier_s < 2.0, f"40 dossier pushes took {dossier_s:.2f} s behind {len(lane.pending)} statistics"
+    assert len(stats_done) >= 10  # and the statistics still moved
