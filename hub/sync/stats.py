@@ -280,6 +280,7 @@ class StatsLane:
         live: Callable[[datetime], list[str]] = periods_around,
         retract: StatsBuilder | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        rebuild_s: float = 0.0,
     ) -> None:
         self._now = now
         self._builder = builder
@@ -291,6 +292,13 @@ class StatsLane:
         self._history_from = history_from
         self._live = live
         self._mono = monotonic
+        #: A dirty unit is rebuilt once it has been dirty this long (its partials of all partitions
+        #: arrive within a moment: one rebuild, not one per partition); a catalogue being loaded is
+        #: applied once it has been quiet for the debounce (or after ``min_interval_s``).
+        self._rebuild_s = rebuild_s
+        self._dirty_since: dict[str, float] = {}
+        self._catalogue_since: float | None = None
+        self._catalogue_last = 0.0
         self.partials: dict[str, UnitFigures] = {}
         self._by_period: dict[str, dict[str, Counter[str]]] = {}
         self._tiers: dict[str, str] = {}
@@ -361,11 +369,18 @@ class StatsLane:
         changed.add(ky)
 
     def catalogue_changed(self) -> None:
-        """The procedure catalogue changed: every unit's ``thu_tuc`` may have, so every key is rebuilt."""
-        for unit in self._by_period:
-            self._mark(unit, None)
+        """The procedure catalogue changed: every unit's ``thu_tuc`` may have, so every key is rebuilt.
+
+        While a catalogue is being loaded it changes with every batch of its changelog: the rebuild
+        of every key waits until it has been quiet for the debounce (at most ``min_interval_s``).
+        """
+        mono = self._mono()
+        if self._catalogue_since is None:
+            self._catalogue_since = mono
+        self._catalogue_last = mono
 
     def _mark(self, unit: str, periods: set[str] | None) -> None:
+        self._dirty_since.setdefault(unit, self._mono())
         if unit in self._dirty and self._dirty[unit] is None:
             return
         if periods is None:
@@ -490,13 +505,23 @@ class StatsLane:
         if not self.ready:
             return 0
         mono = self._mono()
-        if self._last_full is None or mono - self._last_full >= self._interval:
+        full = self._last_full is None or mono - self._last_full >= self._interval
+        since = self._catalogue_since
+        if since is not None and (mono - self._catalogue_last >= self._debounce
+                                  or mono - since >= self._min_interval):
+            self._catalogue_since = None
+            full = True
+        if full:
             self._last_full = mono
             for unit in set(self._by_period) | set(self._known):
                 self._mark(unit, None)
-        if not self._dirty:
+                self._dirty_since[unit] = mono - self._rebuild_s  # at once
+        ripe = [u for u in self._dirty if mono - self._dirty_since.get(u, mono) >= self._rebuild_s]
+        if not ripe:
             return 0
-        dirty, self._dirty = self._dirty, {}
+        dirty = {u: self._dirty.pop(u) for u in ripe}
+        for unit in ripe:
+            self._dirty_since.pop(unit, None)
         now = self._now()
         pause = Pause()
         changed = 0
