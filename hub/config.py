@@ -483,8 +483,10 @@ class PortalSettings(_Model):
     breaker_reset_s: Annotated[float, Field(gt=0)] = 30.0
     retry: RetrySettings = RetrySettings(max_attempts=12, max_delay_s=60.0)
     #: The outbox consumer's group timing. The heartbeat runs on the same asyncio loop as the
-    #: pushes; every stretch of work yields well within it, and these leave a margin for a loaded host.
-    consumer_session_timeout_s: Annotated[float, Field(ge=6, le=300)] = 30.0
+    #: pushes; every stretch of work yields within milliseconds, so a short session is safe — and a
+    #: crashed (SIGKILLed) portal sync holds its partitions until its session expires: the outbox
+    #: stalls that long after every crash.
+    consumer_session_timeout_s: Annotated[float, Field(ge=6, le=300)] = 10.0
     consumer_heartbeat_interval_s: Annotated[float, Field(gt=0)] = 3.0
     consumer_max_poll_interval_s: Annotated[float, Field(ge=10)] = 300.0
     #: Outbox records taken per poll (processing is bounded per poll; the consumer keeps polling,
