@@ -146,6 +146,10 @@ class PortalClient:
         code, message, inner = _outcome(payload)
         message = redact_text(message)[:500]
         if status == 429:
+            if retry_after is not None and self._limiter is not None:
+                # Meant for this client, not this request: every lane waits (the other lane's next
+                # request would be just as early).
+                self._limiter.hold(retry_after)
             raise Transient("429", "rate limited by the portal", retry_after=retry_after)
         if status >= 500:
             raise Transient("5xx", f"portal answered HTTP {status}", retry_after=retry_after)

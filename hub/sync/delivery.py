@@ -187,6 +187,10 @@ class RateLimiter:
         self._next = 0.0
         self._lock = asyncio.Lock()
 
+    def hold(self, seconds: float) -> None:
+        """No request starts for ``seconds`` (the portal answered 429 with a ``Retry-After``)."""
+        self._next = max(self._next, self._clock() + min(seconds, MAX_RETRY_AFTER_S))
+
     async def acquire(self) -> None:
         """Wait for the next free slot."""
         async with self._lock:
@@ -202,6 +206,9 @@ class Limiter(Protocol):
 
     async def acquire(self) -> None:
         """Return when the request may start."""
+
+    def hold(self, seconds: float) -> None:
+        """Let no request start for ``seconds`` (a 429's ``Retry-After`` is meant for the whole client)."""
 
 
 class PriorityRateLimiter:
@@ -251,6 +258,10 @@ class PriorityRateLimiter:
         if name not in self._waiters:
             raise ValueError(f"unknown lane {name!r}; the lanes are {self._lanes}")
         return _Lane(self, name)
+
+    def hold(self, seconds: float) -> None:
+        """No request of any lane starts for ``seconds`` (the portal answered 429 with a ``Retry-After``)."""
+        self._next = max(self._next, self._clock() + min(seconds, MAX_RETRY_AFTER_S))
 
     def waiting(self, name: str) -> int:
         """Requests of lane ``name`` waiting for a slot."""
@@ -313,6 +324,9 @@ class _Lane:
 
     async def acquire(self) -> None:
         await self._limiter.acquire(self.name)
+
+    def hold(self, seconds: float) -> None:
+        self._limiter.hold(seconds)
 
 
 class Deliverer:

@@ -255,3 +255,26 @@ async def test_dossiers_are_not_starved_by_thousands_of_pending_statistics() -> 
     # 40 slots at 400/s take 0.1 s with the limiter to itself; generous bounds for a loaded CI host.
     assert dossier_s < 2.0, f"40 dossier pushes took {dossier_s:.2f} s behind {len(lane.pending)} statistics"
     assert len(stats_done) >= 10  # and the statistics still moved
+
+
+async def test_a_429_retry_after_on_one_lane_holds_both() -> None:
+    """``Retry-After`` is meant for the client: the dossier lane's next request waits for it too."""
+    import httpx
+    import pytest
+
+    from hub.sync.client import PortalClient
+    from hub.sync.errors import Transient
+
+    clock = FakeClock()
+    limiter = PriorityRateLimiter(10, clock=clock.now, sleep=clock.sleep)
+
+    def portal(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(429, json={"error_code": "429", "message": "chậm lại"}, headers={"Retry-After": "2"})
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(portal), base_url="http://portal") as http:
+        stats = PortalClient(http, None, limiter.lane("stats"))
+        with pytest.raises(Transient):
+            await stats.send("PUT", "/api/v1/thongke/dvctt/2021-03/14767", {}, "k")
+    at_429 = clock.t
+    await limiter.lane("dossier").acquire()
+    assert clock.t >= at_429 + 2.0
