@@ -468,6 +468,18 @@ class PortalSettings(_Model):
     rate_limit_per_s: Annotated[float, Field(gt=0)] = 15.0
     stats_debounce_s: Annotated[float, Field(ge=0)] = 5.0
     stats_interval_s: Annotated[float, Field(gt=0)] = 300.0
+    #: A (unit, period) whose figures keep changing is PUT at most once per this interval (plus once
+    #: when they have been quiet for ``stats_debounce_s``): a backlog drain must not rewrite every
+    #: statistics body every few seconds (issue 12: 7,000+ PUTs in front of the dossiers).
+    stats_min_interval_s: Annotated[float, Field(gt=0)] = 300.0
+    #: The share of the portal's rate limit reserved for statistics while dossiers wait too (dossiers
+    #: have priority; statistics take every slot dossiers leave free, and at least this share).
+    stats_rate_share: Annotated[float, Field(gt=0, le=0.5)] = 0.2
+    #: Statistics PUTs in flight at once (a slow portal must not make the lane sequential).
+    stats_concurrency: Annotated[int, Field(ge=1, le=16)] = 4
+    #: Which live periods the statistics lane keeps current: the current and the just-closed
+    #: month, quarter and year (``periods_around``), or only the current ones.
+    stats_live_periods: Literal["current_and_previous", "current"] = "current_and_previous"
     #: ``"YYYY-MM"``: the hub holds every dossier from this month on (its sources were read from
     #: then), so the statistics of every period starting on or after it are complete and are pushed
     #: too, not only those around now. ``None``: only the periods around now, because the portal's
@@ -476,6 +488,16 @@ class PortalSettings(_Model):
     breaker_failure_threshold: Annotated[int, Field(ge=1)] = 5
     breaker_reset_s: Annotated[float, Field(gt=0)] = 30.0
     retry: RetrySettings = RetrySettings(max_attempts=12, max_delay_s=60.0)
+    #: The outbox consumer's group timing. The heartbeat runs on the same asyncio loop as the
+    #: pushes; every stretch of work yields within milliseconds, so a short session is safe — and a
+    #: crashed (SIGKILLed) portal sync holds its partitions until its session expires: the outbox
+    #: stalls that long after every crash.
+    consumer_session_timeout_s: Annotated[float, Field(ge=6, le=300)] = 10.0
+    consumer_heartbeat_interval_s: Annotated[float, Field(gt=0)] = 3.0
+    consumer_max_poll_interval_s: Annotated[float, Field(ge=10)] = 300.0
+    #: Outbox records taken per poll (processing is bounded per poll; the consumer keeps polling,
+    #: paused, while a batch is pushed).
+    consumer_max_poll_records: Annotated[int, Field(ge=1, le=10_000)] = 500
 
     @field_validator("auth", mode="before")
     @classmethod
@@ -495,6 +517,16 @@ class PortalSettings(_Model):
                 f"dossiers the hub holds in full), or left out; got {value!r}"
             )
         return value
+
+    @model_validator(mode="after")
+    def _heartbeat_within_session(self) -> PortalSettings:
+        if self.consumer_heartbeat_interval_s * 3 > self.consumer_session_timeout_s:
+            raise ValueError(
+                f"portal.consumer_heartbeat_interval_s ({self.consumer_heartbeat_interval_s}) must be at most a "
+                f"third of portal.consumer_session_timeout_s ({self.consumer_session_timeout_s}), or one late "
+                "heartbeat evicts the portal sync from its group"
+            )
+        return self
 
     @property
     def stats_history_start(self) -> date | None:

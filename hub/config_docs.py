@@ -119,7 +119,21 @@ DESCRIPTIONS: dict[str, str] = {
     "portal.batch_size": "Dossiers per synchronisation request (portal maximum: 100).",
     "portal.rate_limit_per_s": "Requests per second (the portal allows about 20).",
     "portal.stats_debounce_s": "Wait this long after a change before pushing a unit's statistics.",
-    "portal.stats_interval_s": "Push every unit's current statistics at least this often.",
+    "portal.stats_interval_s": (
+        "Recompute every unit's statistics this often (periods roll over; only changed bodies are pushed)."
+    ),
+    "portal.stats_min_interval_s": (
+        "A (unit, period) whose figures keep changing is pushed at most once per this interval; once they "
+        "stop changing for `stats_debounce_s` the final body goes out."
+    ),
+    "portal.stats_rate_share": (
+        "Share of `rate_limit_per_s` reserved for statistics while dossiers wait too (dossiers come first)."
+    ),
+    "portal.stats_concurrency": "Statistics pushes in flight at once.",
+    "portal.stats_live_periods": (
+        "Live periods kept current: `current_and_previous` (month, quarter and year, current and just "
+        "closed) or `current`. Older periods: `stats_history_from` or `dvc-hub push stats --from`."
+    ),
     "portal.stats_history_from": (
         "Month `YYYY-MM` from which the hub holds every dossier (its sources were read from then): the "
         "statistics of every period starting on or after it that has figures are pushed too, not only "
@@ -130,6 +144,10 @@ DESCRIPTIONS: dict[str, str] = {
     "portal.breaker_failure_threshold": "Consecutive failures that open the circuit breaker.",
     "portal.breaker_reset_s": "Seconds the breaker stays open before a probe.",
     "portal.retry": "Retry policy of portal requests.",
+    "portal.consumer_session_timeout_s": "Outbox consumer group session timeout.",
+    "portal.consumer_heartbeat_interval_s": "Outbox consumer heartbeat interval (at most a third of the session).",
+    "portal.consumer_max_poll_interval_s": "Longest time between two polls before the group drops the consumer.",
+    "portal.consumer_max_poll_records": "Outbox records taken per poll (processing is bounded per poll).",
     "portal.retry.max_attempts": "Attempts per request before the item waits for the breaker.",
     "portal.retry.base_delay_s": "First backoff delay.",
     "portal.retry.max_delay_s": "Backoff cap.",

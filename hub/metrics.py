@@ -174,17 +174,15 @@ PORTAL_BREAKER_TRANSITIONS = MetricSpec(
     "Circuit breaker state changes, by the state entered (closed, half_open, open); shows an outage that "
     "opened and closed the breaker between two scrapes.", ("to",),
 )
+PIPELINE_BACKLOG = MetricSpec(
+    "dvc_hub_pipeline_backlog", "gauge",
+    "Work not done yet per pipeline stage: connector instances not caught up (connectors), consumer lag "
+    "(worker), outbox records not committed by the portal sync (outbox), statistics bodies not pushed "
+    "(statistics).", ("stage",),
+)
 PORTAL_OLDEST_UNPUSHED = MetricSpec(
     "dvchub_portal_oldest_unpushed_age_seconds", "gauge", "Age of the oldest outbox item not yet pushed.",
     ("kind",),
-)
-
-# --------------------------------------------------------------------------- the whole pipeline (hub.pipeline)
-PIPELINE_BACKLOG = MetricSpec(
-    "dvc_hub_pipeline_backlog", "gauge",
-    "Work a pipeline stage has not done yet: connectors = instances not caught up, worker = consumer lag "
-    "(records), outbox = outbox records not committed by the portal sync, statistics = (unit, period) bodies "
-    "not pushed.", ("stage",),
 )
 
 ALL_METRICS: tuple[MetricSpec, ...] = (

@@ -60,6 +60,9 @@ class SyncView(Protocol):
     def dossier_state(self, ma_ho_so: str) -> BaseModel | None:
         """The dossier's sync state, or None."""
 
+    def health(self) -> dict[str, Any]:
+        """``/healthz``: ``{"status", "caught_up", "backlog": {"outbox", "dossiers_pending", "stats_pending"}}``."""
+
 
 class EmptyView:
     """A view with no data (doctests, a hub that has not loaded its state yet)."""
@@ -77,6 +80,11 @@ class EmptyView:
         """Nothing."""
         del ma_ho_so
         return None
+
+    def health(self) -> dict[str, Any]:
+        """Alive, and not caught up (it has loaded nothing)."""
+        return {"status": "ok", "caught_up": False,
+                "backlog": {"outbox": 0, "dossiers_pending": 0, "stats_pending": 0}}
 
 
 _VIEW = web.AppKey("sync_view", SyncView)
@@ -171,9 +179,16 @@ OPENAPI: dict[str, Any] = {
             "responses": {"200": {"description": "The sync state", **_json(_STATE)}, **_errors(400, 401, 404)},
         }},
         "/healthz": {"get": {
-            "summary": "Liveness", "operationId": "healthz", "security": [],
-            "responses": {"200": {"description": "Alive", **_json({
-                "type": "object", "required": ["status"], "properties": {"status": {"type": "string"}}})}},
+            "summary": "Liveness and backlog", "operationId": "healthz", "security": [],
+            "responses": {"200": {"description": "Alive; what the portal sync has not done yet", **_json({
+                "type": "object", "required": ["status", "caught_up", "backlog"],
+                "properties": {
+                    "status": {"type": "string"},
+                    "caught_up": {"type": "boolean"},
+                    "backlog": {"type": "object", "required": ["outbox", "dossiers_pending", "stats_pending"],
+                                "properties": {name: {"type": "integer", "minimum": 0} for name in (
+                                    "outbox", "dossiers_pending", "stats_pending")}},
+                }})}},
         }},
         "/metrics": {"get": {
             "summary": "Prometheus metrics", "operationId": "metrics", "security": [],
@@ -252,8 +267,8 @@ async def _dossier(request: web.Request) -> web.Response:
     return web.json_response(json.loads(state.model_dump_json()))
 
 
-async def _healthz(_request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
+async def _healthz(request: web.Request) -> web.Response:
+    return web.json_response(request.app[_VIEW].health())
 
 
 async def _openapi(_request: web.Request) -> web.Response:

@@ -44,7 +44,7 @@ import httpx
 
 from connectors.sdk.errors import ConnectorError, SourceUnavailable
 from hub.privacy import redact_text
-from hub.sync.delivery import RateLimiter
+from hub.sync.delivery import Limiter
 from hub.sync.errors import PortalError, Rejected, Transient
 
 __all__ = ["EXISTS_CODES", "PortalClient", "PortalError", "Rejected", "Reply", "Transient", "parse_retry_after"]
@@ -108,7 +108,7 @@ class PortalClient:
     """
 
     def __init__(
-        self, http: httpx.AsyncClient, auth: httpx.Auth | None = None, limiter: RateLimiter | None = None
+        self, http: httpx.AsyncClient, auth: httpx.Auth | None = None, limiter: Limiter | None = None
     ) -> None:
         self._http = http
         self._auth = auth
@@ -146,6 +146,10 @@ class PortalClient:
         code, message, inner = _outcome(payload)
         message = redact_text(message)[:500]
         if status == 429:
+            if retry_after is not None and self._limiter is not None:
+                # Meant for this client, not this request: every lane waits (the other lane's next
+                # request would be just as early).
+                self._limiter.hold(retry_after)
             raise Transient("429", "rate limited by the portal", retry_after=retry_after)
         if status >= 500:
             raise Transient("5xx", f"portal answered HTTP {status}", retry_after=retry_after)

@@ -9,6 +9,9 @@
   so while the portal is down the push loop sleeps — no hot loop — and because the loop is asleep it
   consumes nothing new: uncommitted Kafka offsets are the queue, nothing waits in memory only.
 - :class:`RateLimiter` — spaces requests to ``rate`` per second.
+- :class:`PriorityRateLimiter` — one such limit shared by the dossier and the statistics lane:
+  dossiers first, statistics every slot dossiers leave free and a reserved share of the contended
+  ones (so neither lane starves, and both together never exceed what the portal allows).
 - :class:`Deliverer` — the retry loop that ties them together. It never gives up on a transient
   failure (the portal being down for an hour must not drop anything); only a :class:`Rejected`
   leaves it, and a gateway that answers "system error" (``-1``) to the same push more than
@@ -30,11 +33,13 @@ Example (a fake clock, so it runs instantly)::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Literal, TypeVar
+from typing import TYPE_CHECKING, Literal, Protocol, TypeVar
 
 from hub.sync.errors import Rejected, Transient
 
@@ -43,7 +48,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Backoff", "CircuitBreaker", "Deliverer", "FakeClock", "RateLimiter"]
+__all__ = ["Backoff", "CircuitBreaker", "Deliverer", "FakeClock", "Limiter", "PriorityRateLimiter", "RateLimiter"]
 
 T = TypeVar("T")
 BreakerState = Literal["closed", "half_open", "open"]
@@ -149,6 +154,10 @@ class CircuitBreaker:
         self._probe_out = False
         self._set("closed")
 
+    def abandon(self) -> None:
+        """A request ended without a verdict (cancelled): a half-open breaker lets the next probe through."""
+        self._probe_out = False
+
     def failure(self) -> None:
         """The portal failed (5xx, timeout, reset...): count, maybe open."""
         self._probe_out = False
@@ -178,6 +187,10 @@ class RateLimiter:
         self._next = 0.0
         self._lock = asyncio.Lock()
 
+    def hold(self, seconds: float) -> None:
+        """No request starts for ``seconds`` (the portal answered 429 with a ``Retry-After``)."""
+        self._next = max(self._next, self._clock() + min(seconds, MAX_RETRY_AFTER_S))
+
     async def acquire(self) -> None:
         """Wait for the next free slot."""
         async with self._lock:
@@ -186,6 +199,134 @@ class RateLimiter:
             self._next = start + self._interval
         if start > now:
             await self._sleep(start - now)
+
+
+class Limiter(Protocol):
+    """Anything a request waits on before it starts (:class:`RateLimiter`, a lane of :class:`PriorityRateLimiter`)."""
+
+    async def acquire(self) -> None:
+        """Return when the request may start."""
+
+    def hold(self, seconds: float) -> None:
+        """Let no request start for ``seconds`` (a 429's ``Retry-After`` is meant for the whole client)."""
+
+
+class PriorityRateLimiter:
+    """``rate`` request starts per second, evenly spaced, shared by prioritised lanes.
+
+    ``lanes`` are in priority order (``("dossier", "stats")``). A free slot goes to the first lane
+    with a waiter; when the first and the second lane both wait, every ``round(1/reserved_share)``-th
+    contended slot goes to the second, so statistics keep at least ``reserved_share`` of the rate
+    and dossiers at least the rest. A lane alone takes every slot (the limiter is work-conserving).
+    Take a lane's view with :meth:`lane` (a :class:`Limiter`).
+
+        >>> clock = FakeClock()
+        >>> limiter = PriorityRateLimiter(10, reserved_share=0.25, clock=clock.now, sleep=clock.sleep)
+        >>> order: list[str] = []
+        >>> async def take(lane: str) -> None:
+        ...     await limiter.lane(lane).acquire()
+        ...     order.append(lane)
+        >>> async def both() -> None:
+        ...     await asyncio.gather(*(take("stats") for _ in range(4)), *(take("dossier") for _ in range(8)))
+        >>> asyncio.run(both()); "".join(x[0] for x in order), round(clock.t, 2)
+        ('dddsdddsddss', 1.1)
+    """
+
+    def __init__(
+        self,
+        rate: float,
+        *,
+        lanes: tuple[str, str] = ("dossier", "stats"),
+        reserved_share: float = 0.2,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._interval = 1.0 / rate
+        self._lanes = lanes
+        self._every = max(2, round(1.0 / reserved_share))
+        self._clock = clock
+        self._sleep = sleep
+        self._next = 0.0
+        self._waiters: dict[str, deque[asyncio.Future[None]]] = {lane: deque() for lane in lanes}
+        self._contended_high = 0
+        self._task: asyncio.Task[None] | None = None
+        #: Slots granted per lane (tests, metrics).
+        self.granted: dict[str, int] = dict.fromkeys(lanes, 0)
+
+    def lane(self, name: str) -> Limiter:
+        """The :class:`Limiter` of one lane."""
+        if name not in self._waiters:
+            raise ValueError(f"unknown lane {name!r}; the lanes are {self._lanes}")
+        return _Lane(self, name)
+
+    def hold(self, seconds: float) -> None:
+        """No request of any lane starts for ``seconds`` (the portal answered 429 with a ``Retry-After``)."""
+        self._next = max(self._next, self._clock() + min(seconds, MAX_RETRY_AFTER_S))
+
+    def waiting(self, name: str) -> int:
+        """Requests of lane ``name`` waiting for a slot."""
+        return sum(1 for f in self._waiters[name] if not f.done())
+
+    async def acquire(self, name: str) -> None:
+        """Wait for a slot of lane ``name``."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters[name].append(future)
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._dispatch(), name="rate-limiter")
+        await future  # cancelled with the waiter: the dispatcher skips it
+
+    def _pick(self) -> str | None:
+        for queue in self._waiters.values():
+            while queue and queue[0].done():
+                queue.popleft()
+        high, low = self._lanes
+        if self._waiters[high] and self._waiters[low]:
+            if self._contended_high >= self._every - 1:
+                self._contended_high = 0
+                return low
+            self._contended_high += 1
+            return high
+        if self._waiters[high]:
+            return high
+        return low if self._waiters[low] else None
+
+    async def _dispatch(self) -> None:
+        while True:
+            if not any(not f.done() for queue in self._waiters.values() for f in queue):
+                return
+            now = self._clock()
+            if self._next > now:
+                await self._sleep(self._next - now)
+                continue
+            lane = self._pick()
+            if lane is None:
+                return
+            self._waiters[lane].popleft().set_result(None)
+            self.granted[lane] += 1
+            self._next = max(now, self._next) + self._interval
+
+    async def aclose(self) -> None:
+        """Stop the dispatcher (waiters still queued are cancelled)."""
+        for queue in self._waiters.values():
+            for future in queue:
+                future.cancel()
+            queue.clear()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
+class _Lane:
+    def __init__(self, limiter: PriorityRateLimiter, name: str) -> None:
+        self._limiter = limiter
+        self.name = name
+
+    async def acquire(self) -> None:
+        await self._limiter.acquire(self.name)
+
+    def hold(self, seconds: float) -> None:
+        self._limiter.hold(seconds)
 
 
 class Deliverer:
@@ -221,7 +362,15 @@ class Deliverer:
             await self.breaker.acquire()
             try:
                 result = await attempt(lost)
-            except Transient as exc:
+            except Rejected:
+                # The portal answered (it refused this push): it is up, and a half-open probe is over.
+                self.breaker.success()
+                raise
+            except BaseException as exc:
+                if not isinstance(exc, Transient):
+                    # Cancelled (or a bug) mid-probe: let another push probe, or the lanes wait forever.
+                    self.breaker.abandon()
+                    raise
                 tries += 1
                 lost = lost or exc.maybe_sent
                 self.last_errors = [*self.last_errors[-9:], (kind, exc.reason, str(exc))]

@@ -9,6 +9,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry
 
 from hub.metrics import (
+    PIPELINE_BACKLOG,
     PORTAL_BREAKER_STATE,
     PORTAL_BREAKER_TRANSITIONS,
     PORTAL_OLDEST_UNPUSHED,
@@ -33,8 +34,13 @@ class SyncMetrics:
         self.oldest_unpushed = gauge(PORTAL_OLDEST_UNPUSHED, self.registry)
         self.dead_letters = dead_letter_counter("portal_sync", self.registry)
         self.breaker_transitions = counter(PORTAL_BREAKER_TRANSITIONS, self.registry)
+        #: ``dvc_hub_pipeline_backlog{stage="outbox"|"statistics"}``: the portal sync's share of the
+        #: whole pipeline's backlog (``dvc-hub status`` sums the stages).
+        self.pipeline_backlog = gauge(PIPELINE_BACKLOG, self.registry)
         for kind in ("dossier", "progress", "stats"):
             self.oldest_unpushed.labels(kind=kind).set(0)
+        for stage in ("outbox", "statistics"):
+            self.pipeline_backlog.labels(stage=stage).set(0)
 
     def value(self, name: str, **labels: str) -> float:
         """A sample's current value (0 when absent): for tests and ``push status``."""

@@ -1,24 +1,35 @@
 """``dvc-hub push run``: the service that pushes the outbox to the provincial portal.
 
-One loop, in this order, for every batch it takes from the outbox topic (a consumer group with
-**manual** commits):
+Two lanes share the portal's rate limit (:class:`~hub.sync.delivery.PriorityRateLimiter`, dossiers
+first, statistics a reserved share) and its circuit breaker:
 
-1. parse the records (unreadable ones go to the dead-letter topic);
+**Dossier lane** — for every batch it takes from the outbox topic (a consumer group with **manual**
+commits, at most ``portal.consumer_max_poll_records`` records per poll):
+
+1. check and parse the records (forged or unreadable ones go to the dead-letter topic);
 2. keep the newest version of each dossier; drop what the portal already holds (sync state);
 3. push dossiers in batches of ≤ ``portal.batch_size`` — ``isUpdating: "False"`` for dossiers the
    portal does not hold yet, ``"True"`` for those it does; on ``error_code`` 3/-3 the batch is sent
    again as ``"True"``; a refused batch is split in halves until the refused dossier is alone, and
    that one goes to the dead-letter topic;
 4. push each dossier's progress rows beyond its high-water mark;
-5. PUT the newest statistics body per (period, unit), unless it equals the last acknowledged one;
+5. hand every ``OutboxStats`` record to the statistics lane (latest wins per key);
 6. write the sync state of everything pushed to the compacted sync-state topic (acks=all);
-7. only then commit the batch's offsets.
+7. only then commit the batch's offsets — on a partition holding a statistics record whose key is
+   not settled yet, only up to that record.
 
-A crash anywhere before 7 re-delivers the batch; steps 2-5 make the re-delivery harmless (the sync
-state, the deterministic ``Idempotency-Key`` and, after a lost answer, a look-up of the dossier).
-While the portal is down the delivery loop waits in the circuit breaker and the consumer stays
-paused (it keeps polling, so the group does not evict it, but fetches nothing): the uncommitted
-offsets are the queue. ``docs/portal-sync.md`` has the full argument.
+**Statistics lane** (:class:`~hub.sync.stats.StatsLane`) — the newest body per (period, unit),
+built from the compacted partials topic and the live catalogue, pushed when quiet or at most once
+per ``portal.stats_min_interval_s`` while it keeps changing, only if it differs from what the
+portal acknowledged; each push is recorded in the sync state.
+
+A crash anywhere re-delivers the uncommitted records and rebuilds the statistics from the partials
+and the sync state; the sync state, the deterministic ``Idempotency-Key`` and, after a lost answer, a
+look-up of the dossier make the re-delivery harmless. While the portal is down both lanes wait in
+the circuit breaker and the consumer stays paused (it keeps polling, so the group does not evict it,
+but fetches nothing): the uncommitted offsets are the queue. No stretch of work holds the asyncio
+loop (and with it aiokafka's heartbeat) for more than a few milliseconds: parsing and building
+yield (:class:`~hub.sync.stats.Pause`). ``docs/portal-sync.md`` has the full argument.
 """
 
 from __future__ import annotations
@@ -33,8 +44,8 @@ from typing import Any
 
 import httpx
 from aiohttp import web
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.helpers import create_ssl_context
 
 from connectors.sdk.auth import build_authenticator
@@ -42,7 +53,7 @@ from hub.config import KafkaSettings, Settings
 from hub.deadletter import DeadLetter
 from hub.sync.api import make_api_app, server_ssl_context
 from hub.sync.client import EXISTS_CODES, PortalClient, Reply
-from hub.sync.delivery import BREAKER_CODE, Backoff, BreakerState, CircuitBreaker, Deliverer, RateLimiter
+from hub.sync.delivery import BREAKER_CODE, Backoff, BreakerState, CircuitBreaker, Deliverer, PriorityRateLimiter
 from hub.sync.errors import Rejected
 from hub.sync.metrics import SyncMetrics
 from hub.sync.outbox import (
@@ -58,11 +69,11 @@ from hub.sync.outbox import (
     portal_dossier,
     portal_progress_row,
     progress_row_key,
-    stats_digest,
+    stats_item,
     stats_state_key,
 )
-from hub.sync.signing import sign, verify
-from hub.sync.stats import DomainStatsBuilder, LiveCatalogue, StatsBuilder, StatsProducer
+from hub.sync.signing import verify
+from hub.sync.stats import DomainStatsBuilder, LiveCatalogue, Pause, PendingStats, StatsBuilder, StatsLane, live_periods
 from schemas.figures import OutboxDossier, OutboxStats, UnitFigures
 from schemas.units import UnitRegistry, default_registry
 
@@ -104,8 +115,29 @@ class _Batch:
         self.replayed: set[str] = set()
 
 
+class _Rebalances(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Counts the group's assignments and forgets what the service held for revoked partitions."""
+
+    def __init__(self, service: SyncService) -> None:
+        self._service = service
+        #: Partition assignments received (1 for a consumer that never left its group).
+        self.assignments = 0
+        self.revocations = 0
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        self.revocations += 1 if revoked else 0
+        for tp in revoked:
+            self._service._held.pop(tp, None)
+            self._service._committed.pop(tp, None)
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        self.assignments += 1
+        log.info("outbox partitions assigned: %s (assignment %d)", sorted(tp.partition for tp in assigned),
+                 self.assignments)
+
+
 class SyncService:
-    """The portal sync: outbox consumer, statistics producer, read API and metrics.
+    """The portal sync: outbox consumer (dossier lane), statistics lane, read API and metrics.
 
     ``now`` is the reporting clock (which periods are "current"); ``transport`` replaces the network
     in tests; ``builder`` builds statistics bodies — by default :class:`~hub.sync.stats.DomainStatsBuilder`
@@ -134,9 +166,11 @@ class SyncService:
         self._transport = transport
         #: The procedure catalogue as the workers hold it (followed from the changelog while running).
         self.catalogue = LiveCatalogue()
+        retract: StatsBuilder | None = None
         if builder is None:
             registry = UnitRegistry.load(settings.unit_registry) if settings.unit_registry else default_registry()
-            builder = DomainStatsBuilder(registry, self.catalogue)
+            domain = DomainStatsBuilder(registry, self.catalogue)
+            builder, retract = domain, domain.always
         self._builder = builder
         self.group_id = group_id or f"{settings.kafka.client_id_prefix}-portal-sync"
         self.dossiers: dict[str, DossierState] = {}
@@ -150,13 +184,31 @@ class SyncService:
             self.metrics,
             max_attempts=self.portal.retry.max_attempts,
         )
-        self.stats: StatsProducer | None = None
+        which = self.portal.stats_live_periods
+        #: The statistics lane (its pending map is the statistics backlog).
+        self.stats = StatsLane(
+            now=self._now, builder=builder, retract=retract, debounce_s=self.portal.stats_debounce_s,
+            min_interval_s=self.portal.stats_min_interval_s, interval_s=self.portal.stats_interval_s,
+            history_from=self.portal.stats_history_start, live=lambda at: live_periods(at, which), rebuild_s=1.0,
+        )
+        #: One rate limit for both lanes: dossiers first, statistics a reserved share.
+        self.limiter = PriorityRateLimiter(self.portal.rate_limit_per_s, reserved_share=self.portal.stats_rate_share)
         self.ready = asyncio.Event()
         self.api_port: int | None = None
+        self.rebalances = _Rebalances(self)
         self._producer: AIOKafkaProducer | None = None
         self._outbox_key = b""
         self._client: PortalClient | None = None
+        self._stats_client: PortalClient | None = None
         self._pending_since: dict[str, datetime | None] = {"dossier": None, "progress": None, "stats": None}
+        #: Outbox statistics records whose key is not settled yet: partition -> offset -> (key, ticket).
+        self._held: dict[TopicPartition, dict[int, tuple[str, int]]] = {}
+        self._committed: dict[TopicPartition, int] = {}
+        #: Dossiers of the batch in hand not yet accepted or settled (the dossier backlog).
+        self._dossiers_pending = 0
+        #: Outbox records not committed by the group (end offset minus committed), refreshed every few seconds.
+        self._outbox_backlog: int | None = None
+        self._partials_loaded = False
 
     # ------------------------------------------------------------------ read side (API)
 
@@ -166,11 +218,31 @@ class SyncService:
 
     def stats_body(self, ky: str, unit: str) -> dict[str, Any] | None:
         """The statistics body the hub holds for ``unit`` and ``ky`` (from the partials)."""
-        return self.stats.body(ky, unit) if self.stats else None
+        return self.stats.body(ky, unit)
 
     def stats_units(self) -> list[str]:
         """Units with figures."""
-        return sorted(self.stats.unit_counts()) if self.stats else []
+        return self.stats.units()
+
+    def backlog(self) -> dict[str, int]:
+        """What is not done yet: outbox records uncommitted, dossiers in hand, statistics bodies pending."""
+        outbox = self._outbox_backlog
+        return {
+            "outbox": outbox if outbox is not None else 0,
+            "dossiers_pending": self._dossiers_pending,
+            "stats_pending": len(self.stats.pending),
+        }
+
+    def health(self) -> dict[str, Any]:
+        """``GET /healthz``: alive, the backlog per lane, and whether everything is caught up."""
+        backlog = self.backlog()
+        running = self.ready.is_set() and self.stats.ready and self._outbox_backlog is not None
+        return {"status": "ok", "caught_up": running and not any(backlog.values()), "backlog": backlog}
+
+    def _update_backlog_gauge(self) -> None:
+        backlog = self.backlog()
+        self.metrics.pipeline_backlog.labels(stage="outbox").set(backlog["outbox"])
+        self.metrics.pipeline_backlog.labels(stage="statistics").set(backlog["stats_pending"])
 
     def _breaker_changed(self, state: BreakerState) -> None:
         self.metrics.breaker_state.set(BREAKER_CODE[state])
@@ -197,18 +269,13 @@ class SyncService:
         )
         try:
             await self._load_state(kcfg)
-            limiter = RateLimiter(self.portal.rate_limit_per_s)
+            self.stats.load_acked(self.stats_acked, datetime.now(UTC))
             auth = build_authenticator(self.portal.auth, base_url=self.portal.base_url).httpx_auth(http)
-            self._client = PortalClient(http, auth, limiter)
-            self.stats = StatsProducer(
-                self._write_outbox, now=self._now, debounce_s=self.portal.stats_debounce_s,
-                interval_s=self.portal.stats_interval_s, builder=self._builder,
-                ready=self.catalogue.caught_up.is_set, history_from=self.portal.stats_history_start,
-            )
-            self.stats.written = {k: s.digest for k, s in self.stats_acked.items() if s.outcome == "pushed"}
+            self._client = PortalClient(http, auth, self.limiter.lane("dossier"))
+            self._stats_client = PortalClient(http, auth, self.limiter.lane("stats"))
             tasks.append(asyncio.create_task(self._follow_partials(kcfg, stop), name="partials"))
             tasks.append(asyncio.create_task(self._follow_catalogue(kcfg, stop), name="catalogue"))
-            tasks.append(asyncio.create_task(self.stats.run(stop), name="stats"))
+            tasks.append(asyncio.create_task(self._run_stats(stop), name="stats"))
             runner = web.AppRunner(make_api_app(self, self.settings.api.tokens, self.metrics.registry))
             await runner.setup()
             site = web.TCPSite(runner, self.settings.portal_sync.host, self.settings.portal_sync.port,
@@ -218,10 +285,17 @@ class SyncService:
             if server is not None and getattr(server, "sockets", None):
                 self.api_port = int(server.sockets[0].getsockname()[1])
             consumer = AIOKafkaConsumer(
-                self.topics.outbox, **kcfg, client_id=f"{prefix}-portal-sync", group_id=self.group_id,
+                **kcfg, client_id=f"{prefix}-portal-sync", group_id=self.group_id,
                 enable_auto_commit=False, auto_offset_reset="earliest", isolation_level="read_committed",
+                session_timeout_ms=int(self.portal.consumer_session_timeout_s * 1000),
+                heartbeat_interval_ms=int(self.portal.consumer_heartbeat_interval_s * 1000),
+                max_poll_interval_ms=int(self.portal.consumer_max_poll_interval_s * 1000),
+                rebalance_timeout_ms=int(self.portal.consumer_max_poll_interval_s * 1000),
+                max_poll_records=self.portal.consumer_max_poll_records,
             )
+            consumer.subscribe([self.topics.outbox], listener=self.rebalances)
             await consumer.start()
+            tasks.append(asyncio.create_task(self._watch_backlog(consumer, stop), name="backlog"))
             self.ready.set()
             log.info("portal sync running (API on port %s)", self.api_port)
             await self._consume(consumer, stop)
@@ -231,6 +305,7 @@ class SyncService:
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+            await self.limiter.aclose()
             if consumer is not None:
                 await consumer.stop()
             if runner is not None:
@@ -240,7 +315,9 @@ class SyncService:
 
     async def _load_state(self, kcfg: dict[str, Any]) -> None:
         """Read the compacted sync-state topic to its end (the state survives restarts)."""
+        pause = Pause()
         for record in await _read_to_end(kcfg, self.topics.sync_state):
+            await pause()
             if record.value is None:
                 continue
             try:
@@ -254,24 +331,38 @@ class SyncService:
                 self.stats_acked[stats_state_key(state.ky, state.ma_don_vi)] = state
         log.info("sync state loaded: %d dossiers, %d statistics", len(self.dossiers), len(self.stats_acked))
 
+    def _stats_inputs_complete(self) -> None:
+        if not self.stats.ready and self._partials_loaded and self.catalogue.caught_up.is_set():
+            self.stats.ready = True
+            log.info("statistics inputs loaded (%d partials, catalogue of %d records): statistics lane running",
+                     len(self.stats.partials), self.catalogue.records)
+
     async def _follow_partials(self, kcfg: dict[str, Any], stop: asyncio.Event) -> None:
-        assert self.stats is not None
+        """Follow the compacted partials topic from its beginning, for as long as we run."""
         consumer = AIOKafkaConsumer(**kcfg, enable_auto_commit=False, group_id=None)
         await consumer.start()
         try:
             parts = await _partitions(consumer, self.topics.partials)
             consumer.assign(parts)
             await consumer.seek_to_beginning(*parts)
+            end = await consumer.end_offsets(parts)
+            pause = Pause()
             while not stop.is_set():
-                batch = await consumer.getmany(timeout_ms=500)
+                batch = await consumer.getmany(timeout_ms=500, max_records=200)
                 for records in batch.values():
                     for record in records:
+                        await pause()  # a partial is a unit's whole count set: parse a few, then yield
                         if record.value is None:
                             continue
                         try:
                             self.stats.apply(UnitFigures.model_validate_json(record.value))
                         except ValueError:
                             log.warning("skipping an unreadable partial at offset %s", record.offset)
+                if not self._partials_loaded:
+                    positions = [await consumer.position(tp) for tp in parts]
+                    if all(pos >= end[tp] for pos, tp in zip(positions, parts, strict=True)):
+                        self._partials_loaded = True
+                        self._stats_inputs_complete()
         finally:
             await consumer.stop()
 
@@ -285,23 +376,25 @@ class SyncService:
         """
         from streams.topics import CATALOGUE_TABLE, changelog_topic  # imports faust: only when running
 
-        assert self.stats is not None
         topic = changelog_topic(self.settings, CATALOGUE_TABLE)
         consumer = AIOKafkaConsumer(**kcfg, enable_auto_commit=False, group_id=None, auto_offset_reset="earliest")
         await consumer.start()
         try:
             parts = await _await_partitions(consumer, topic, stop, self.catalogue.caught_up)
+            self._stats_inputs_complete()
             if not parts:
                 return
             consumer.assign(parts)
             await consumer.seek_to_beginning(*parts)
             end = await consumer.end_offsets(parts)
+            pause = Pause()
             while not stop.is_set():
                 changed = False
-                batch = await consumer.getmany(timeout_ms=500, max_records=5000)
+                batch = await consumer.getmany(timeout_ms=500, max_records=2000)
                 for records in batch.values():
                     for record in records:
                         changed |= self.catalogue.apply(record.value)
+                        await pause()
                 if changed and self.catalogue.caught_up.is_set():
                     self.stats.catalogue_changed()
                 positions = [await consumer.position(tp) for tp in parts]
@@ -310,27 +403,49 @@ class SyncService:
                 ):
                     self.catalogue.caught_up.set()
                     self.stats.catalogue_changed()
+                    self._stats_inputs_complete()
                     log.info("procedure catalogue loaded from %s: %d records (%d unreadable skipped)",
                              topic, self.catalogue.records, self.catalogue.unreadable)
         finally:
             self.catalogue.caught_up.set()  # never hold statistics back because this follower ended
+            self._stats_inputs_complete()
             await consumer.stop()
 
-    async def _write_outbox(self, key: bytes, value: bytes) -> None:
-        assert self._producer is not None
-        await self._producer.send_and_wait(
-            self.topics.outbox, value, key=key, headers=sign(self._outbox_key, key, value)
-        )
+    async def _run_stats(self, stop: asyncio.Event) -> None:
+        await self.stats.run(stop, self._push_stats, concurrency=self.portal.stats_concurrency)
+
+    async def _watch_backlog(self, consumer: AIOKafkaConsumer, stop: asyncio.Event, every_s: float = 2.0) -> None:
+        """Refresh the outbox backlog (end offsets minus the group's commits) and the backlog gauges."""
+        parts: list[TopicPartition] = []
+        while not stop.is_set():
+            try:
+                if not parts:
+                    parts = [TopicPartition(self.topics.outbox, p)
+                             for p in sorted(consumer.partitions_for_topic(self.topics.outbox) or ())]
+                if parts:
+                    end = await consumer.end_offsets(parts)
+                    total = 0
+                    for tp in parts:
+                        committed = self._committed.get(tp)
+                        if committed is None:
+                            committed = await consumer.committed(tp) or 0
+                        total += max(0, end[tp] - committed)
+                    self._outbox_backlog = total
+            except (KafkaError, IllegalStateError) as exc:
+                log.debug("outbox backlog not refreshed: %s", exc)
+            self._update_backlog_gauge()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), every_s)
 
     # ------------------------------------------------------------------ consume loop
 
     async def _consume(self, consumer: AIOKafkaConsumer, stop: asyncio.Event) -> None:
-        max_records = max(self.portal.batch_size * 5, 100)
+        max_records = self.portal.consumer_max_poll_records
         while not stop.is_set():
             records = await consumer.getmany(timeout_ms=300, max_records=max_records)
             if not records:
+                await self._commit(consumer)  # statistics settled meanwhile free their offsets
                 continue
-            offsets = {tp: recs[-1].offset + 1 for tp, recs in records.items() if recs}
             task = asyncio.create_task(self._process(records))
             assigned = consumer.assignment()
             consumer.pause(*assigned)
@@ -353,38 +468,69 @@ class SyncService:
                 task.result()
             finally:
                 consumer.resume(*consumer.assignment())
-                self._pending_since = dict.fromkeys(self._pending_since)
+                self._dossiers_pending = 0
+                self._pending_since = {**dict.fromkeys(self._pending_since), "stats": self._pending_since["stats"]}
                 self._update_oldest()
+            await self._commit(consumer)
+
+    async def _commit(self, consumer: AIOKafkaConsumer) -> None:
+        """Commit, per assigned partition, the position — or the first statistics record not settled yet."""
+        offsets: dict[TopicPartition, int] = {}
+        for tp in consumer.assignment():
+            held = self._held.get(tp, {})
+            for offset, (key, ticket) in list(held.items()):
+                if self.stats.settled(key, ticket):
+                    del held[offset]
             try:
-                await consumer.commit(offsets)
-            except (CommitFailedError, KafkaError) as exc:
-                # A rebalance took the partitions: their new owner re-delivers; the sync state absorbs it.
-                log.warning("offset commit failed (%s); the batch will be re-delivered and deduplicated", exc)
+                target = await consumer.position(tp)
+            except IllegalStateError:
+                continue
+            if held:
+                target = min(target, *held)
+            if target > self._committed.get(tp, -1):
+                offsets[tp] = target
+        if not offsets:
+            return
+        try:
+            await consumer.commit(offsets)
+        except (CommitFailedError, KafkaError, IllegalStateError) as exc:
+            # A rebalance took the partitions: their new owner re-delivers; the sync state absorbs it.
+            log.warning("offset commit failed (%s); the batch will be re-delivered and deduplicated", exc)
+        else:
+            self._committed.update(offsets)
 
     def _update_oldest(self) -> None:
         now = datetime.now(UTC)
+        pending = self.stats.pending
+        if not pending:
+            self._pending_since["stats"] = None
         for kind, since in self._pending_since.items():
             age = (now - since).total_seconds() if since is not None else 0.0
             self.metrics.oldest_unpushed.labels(kind=kind).set(max(0.0, age))
 
     async def _process(self, records: dict[TopicPartition, list[Any]]) -> None:
         batch = _Batch()
+        pause = Pause()
         for tp, recs in records.items():
             for record in recs:
                 await self._take(batch, tp, record)
+                await pause()
         newest = newest_per_dossier(batch.dossiers)
         todo = [item for item in newest.values() if not self._settled(item, batch)]
+        self._dossiers_pending = len(todo)
         if todo:
             self._pending_since["dossier"] = _aware(min(i.created_at for i in todo))
             self._pending_since["progress"] = self._pending_since["dossier"]
-        latest_stats: dict[str, OutboxStats] = {}
         for stat in batch.stats:
-            latest_stats[stats_state_key(stat.ky, stat.ma_don_vi)] = stat
-        if latest_stats:
-            self._pending_since["stats"] = _aware(min(s.created_at for s in latest_stats.values()))
+            # Latest wins in the lane; the record's offset stays uncommitted until its key is settled.
+            ticket = self.stats.offer(stat, replayed=stat.item_id in batch.replayed)
+            key = stats_state_key(stat.ky, stat.ma_don_vi)
+            topic, partition, offset = batch.position[stat.item_id]
+            if not self.stats.settled(key, ticket):
+                self._held.setdefault(TopicPartition(topic, partition), {})[offset] = (key, ticket)
+                if self._pending_since["stats"] is None:
+                    self._pending_since["stats"] = _aware(stat.created_at)
         await self._push_dossiers(todo, batch)
-        for stat in latest_stats.values():
-            await self._push_stats(stat, batch)
 
     async def _take(self, batch: _Batch, tp: TopicPartition, record: Any) -> None:
         refused = verify(self._outbox_key, record.key, record.value or b"", record.headers)
@@ -533,6 +679,7 @@ class SyncService:
             state.at = datetime.now(UTC)
             self.dossiers[item.ma_ho_so] = state
             await self._save_state(item.ma_ho_so.encode(), state.model_dump_json().encode())
+            self._dossiers_pending = max(0, self._dossiers_pending - 1)
         if dossier_accepted or pending:
             log.debug("pushed %d dossiers, %d with new progress", len(items), len(pending))
 
@@ -570,6 +717,8 @@ class SyncService:
         state.outcome, state.detail, state.at = "rejected", f"{what}: {exc.message}"[:500], datetime.now(UTC)
         state.rejected_item_id = item.item_id
         self.dossiers[item.ma_ho_so] = state
+        if what == "dossier":
+            self._dossiers_pending = max(0, self._dossiers_pending - 1)
         await self._dead_letter(
             "portal_rejected", f"the portal refused the {what} of dossier {item.ma_ho_so} (error_code "
             f"{exc.error_code}): {exc.message}. Fix the source data or the mapping, then `dvc-hub dlq replay`.",
@@ -581,40 +730,39 @@ class SyncService:
 
     # ------------------------------------------------------------------ statistics
 
-    async def _push_stats(self, item: OutboxStats, batch: _Batch) -> None:
-        assert self._client is not None
-        client = self._client
-        state_key = stats_state_key(item.ky, item.ma_don_vi)
-        digest = stats_digest(item.body)
-        acked = self.stats_acked.get(state_key)
-        if acked is not None and acked.outcome == "pushed" and acked.digest == digest:
-            self.metrics.pushes.labels(kind="stats", outcome="skipped").inc()
-            return
-        path = f"/api/v1/thongke/dvctt/{item.ky}/{item.ma_don_vi}"
-        key = idempotency_key("stats", [item.item_id], item.body)
+    async def _push_stats(self, pending: PendingStats) -> StatsState:
+        """PUT one pending body (the statistics lane calls this); returns the sync state written."""
+        assert self._stats_client is not None
+        client = self._stats_client
+        path = f"/api/v1/thongke/dvctt/{pending.ky}/{pending.unit}"
+        body = pending.body
+        key = idempotency_key("stats", [pending.item_id], body)
 
         async def attempt(_lost: bool) -> Reply:
             # "Latest replaces": resending the same body is harmless, and the key makes it a no-op.
-            return await client.send("PUT", path, item.body, key)
+            return await client.send("PUT", path, body, key)
 
-        state = StatsState(ky=item.ky, ma_don_vi=item.ma_don_vi, digest=digest, item_id=item.item_id)
+        state = StatsState(ky=pending.ky, ma_don_vi=pending.unit, digest=pending.digest, item_id=pending.item_id)
         try:
             await self.deliverer.run("stats", attempt)
         except Rejected as exc:
             self.metrics.pushes.labels(kind="stats", outcome="rejected").inc()
-            state.outcome, state.detail, state.digest = "rejected", exc.message[:500], ""
+            # The digest is kept: the same body is not pushed (nor dead-lettered) again, a changed one is.
+            state.outcome, state.detail = "rejected", exc.message[:500]
+            item = stats_item(pending.ky, pending.unit, body, datetime.now(UTC))
             await self._dead_letter(
                 "portal_rejected", f"the portal refused the statistics of unit {item.ma_don_vi} for period "
-                f"{item.ky} (error_code {exc.error_code}): {exc.message}",
-                position=batch.position.get(item.item_id), event_id=item.item_id,
-                payload=item.model_dump(mode="json"),
+                f"{item.ky} (error_code {exc.error_code}): {exc.message}. Fix the cause, then `dvc-hub dlq replay`.",
+                position=None, event_id=item.item_id, payload=item.model_dump(mode="json"),
                 codes={"ma_don_vi": item.ma_don_vi, "ky": item.ky, "error_code": exc.error_code},
             )
         else:
             self.metrics.pushes.labels(kind="stats", outcome="ok").inc()
             state.outcome = "pushed"
-        self.stats_acked[state_key] = state
-        await self._save_state(state_key.encode(), state.model_dump_json().encode())
+        state.at = datetime.now(UTC)
+        self.stats_acked[pending.key] = state
+        await self._save_state(pending.key.encode(), state.model_dump_json().encode())
+        return state
 
     # ------------------------------------------------------------------ Kafka writes
 

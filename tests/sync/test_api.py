@@ -43,6 +43,9 @@ class View:
         return DossierState(ma_ho_so=ma_ho_so, version=3, on_portal=True, outcome="pushed",
                             at=datetime(2021, 1, 15, tzinfo=UTC))
 
+    def health(self) -> dict[str, Any]:
+        return {"status": "ok", "caught_up": False, "backlog": {"outbox": 3, "dossiers_pending": 1, "stats_pending": 7}}
+
 
 @pytest.fixture(scope="module")
 def api_url() -> Iterator[str]:
@@ -83,7 +86,9 @@ def test_bearer_token_required_and_answers(api_url):
     state = httpx.get(f"{api_url}/api/v1/dongbo/H56.14767-210115-00012", headers=auth).json()
     assert state["version"] == 3
     assert state["on_portal"] is True
-    assert httpx.get(f"{api_url}/healthz").json() == {"status": "ok"}
+    # The backlog contract `dvc-hub status` reads (plan12.md): no token needed.
+    assert httpx.get(f"{api_url}/healthz").json() == {
+        "status": "ok", "caught_up": False, "backlog": {"outbox": 3, "dossiers_pending": 1, "stats_pending": 7}}
     assert "dvchub_portal_breaker_state" in httpx.get(f"{api_url}/metrics").text
     assert httpx.post(f"{api_url}/healthz").status_code == 405
 

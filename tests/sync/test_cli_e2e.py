@@ -221,3 +221,46 @@ def test_dlq_show_list_and_replay_read_by_offset_not_the_topic(kafka_broker, tmp
     code, out = cli(capsys, path, "dlq", "replay", "42")
     assert "skip 42: no dead letter at offset 42: retention deleted it" in out
     assert "0 replayed, 1 skipped" in out
+
+
+def test_push_stats_from_enqueues_the_history_once_signed(kafka_broker, tmp_path, capsys):
+    from hub.sync.outbox import StatsState, parse_item, stats_digest
+    from hub.sync.signing import verify
+    from hub.sync.stats import DomainStatsBuilder
+    from schemas.figures import UnitFigures, count_key
+    from schemas.units import default_registry
+
+    path, settings = hub(tmp_path, kafka_broker.bootstrap)
+    now = datetime.now(UTC)
+    counts = {count_key("received", "TOAN_TRINH", "TRUC_TUYEN", ky): 2 for ky in ("2020-12", "2021-01", "2021-02")}
+    partial = UnitFigures(partition=0, unit_code="14767", unit_tier="XA", generated_at=now, counts=counts)
+    # The portal already holds January (the sync state says so, with that very body): not enqueued again.
+    january = DomainStatsBuilder(default_registry(), None)("2021-01", "14767", "XA", counts, now)  # type: ignore[arg-type]
+    assert january is not None
+    held = StatsState(ky="2021-01", ma_don_vi="14767", digest=stats_digest(january), outcome="pushed")
+    prod = producer(settings.kafka, "test")
+    try:
+        prod.send(settings.topics.partials, partial.model_dump_json().encode(), key=partial.key()).get(timeout=30)
+        prod.send(settings.topics.sync_state, held.model_dump_json().encode(), key=b"stats|2021-01|14767").get(
+            timeout=30)
+    finally:
+        prod.close()
+
+    code, out = cli(capsys, path, "push", "stats", "--from", "2021-01")
+    assert code == 0
+    assert "enqueued for the portal: 1 (unit, period) bodies; 1 skipped" in out
+    c = consumer(settings.kafka, "test-read", group_id=None)
+    try:
+        tp = TopicPartition(settings.topics.outbox, 0)
+        c.assign([tp])
+        c.seek_to_beginning(tp)
+        records = [r for recs in c.poll(timeout_ms=5000).values() for r in recs]
+    finally:
+        c.close()
+    assert [r.key for r in records] == [b"stats|2021-02|14767"]  # December 2020 starts before --from
+    assert verify(settings.kafka.outbox_key(), records[0].key, records[0].value, records[0].headers) is None
+    assert parse_item(records[0].value).body["ky"] == "2021-02"  # type: ignore[union-attr]
+
+    with pytest.raises(SystemExit):
+        main(["--config", str(path), "push", "stats", "--from", "2021-13"])
+    assert "a month is written YYYY-MM, like 2021-01; got '2021-13'" in capsys.readouterr().err

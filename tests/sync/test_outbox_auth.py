@@ -119,14 +119,24 @@ async def test_forged_items_are_dead_lettered_without_payload_and_never_pushed()
     assert service.metrics.value("dvchub_dead_letters_total", stage="portal_sync", reason="unauthenticated") == len(bad)
 
 
-async def test_the_statistics_the_sync_writes_itself_are_signed() -> None:
-    service, _, _ = service_with(lambda request: reply("0"))
-    recorder = Recorder()
-    service._producer = recorder  # type: ignore[assignment]
-    service._outbox_key = KEY.encode()
-    await service._write_outbox(b"stats|2021-Q1|14767", b'{"type":"stats"}')
-    [(_, value, key, headers)] = recorder.sent
-    assert verify(KEY.encode(), key, value, headers) is None
+def test_the_statistics_push_stats_enqueues_are_signed_and_accepted() -> None:
+    """``dvc-hub push stats --from`` writes to the outbox: its records pass the sync's check."""
+    from datetime import UTC, date, datetime
+
+    from hub.commands.push import outbox_records
+    from hub.sync.stats import DomainStatsBuilder, history_items
+    from schemas.figures import UnitFigures, count_key
+    from schemas.units import default_registry
+
+    now = datetime(2026, 5, 4, tzinfo=UTC)
+    partial = UnitFigures(partition=0, unit_code="14767", unit_tier="XA", generated_at=now,
+                          counts={count_key("received", "TOAN_TRINH", "TRUC_TUYEN", "2021-03"): 2})
+    items = history_items([partial], DomainStatsBuilder(default_registry(), None), now, date(2021, 1, 1))
+    records = outbox_records(items, KEY.encode())
+    assert [key for key, _, _ in records] == [b"stats|2021-03|14767"]
+    for key, value, headers in records:
+        assert verify(KEY.encode(), key, value, headers) is None
+        assert verify(OTHER_KEY.encode(), key, value, headers) is not None
 
 
 async def test_the_worker_signs_every_outbox_item_with_the_shared_key() -> None:
@@ -162,3 +172,46 @@ def test_a_configured_key_must_be_long_enough() -> None:
     with pytest.raises(ValueError, match="at least 32"):
         KafkaSettings(outbox_signing_key=SecretStr("short"))
 
+
+
+class OffsetsConsumer:
+    """Stands in for the outbox consumer in :meth:`SyncService._commit`: positions in, commits out."""
+
+    def __init__(self, positions: dict[TopicPartition, int]) -> None:
+        self.positions = positions
+        self.commits: list[dict[TopicPartition, int]] = []
+
+    def assignment(self) -> set[TopicPartition]:
+        return set(self.positions)
+
+    async def position(self, tp: TopicPartition) -> int:
+        return self.positions[tp]
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        self.commits.append(dict(offsets))
+
+
+async def test_an_outbox_statistics_record_holds_its_offset_until_its_key_is_settled() -> None:
+    """Nothing only in memory: a `push stats --from` body folded into the lane is re-delivered after a crash."""
+    from hub.sync.outbox import StatsState, stats_item
+
+    service, _, _ = service_with(lambda request: reply("0"))
+    service._producer = Recorder()  # type: ignore[assignment]
+    service._outbox_key = KEY.encode()
+    tp = TopicPartition("dvchub.outbox.portal", 0)
+    item = stats_item("2019-05", "14767", {"ky": "2019-05", "ma_don_vi": "14767", "n": 1}, datetime.now(UTC))
+    value = item.model_dump_json().encode()
+    key = b"stats|2019-05|14767"
+    records = [signed("H56.14767-210310-00001", offset=0), Record(key, value, sign(KEY.encode(), key, value), 1),
+               signed("H56.14767-210310-00002", offset=2)]
+    await service._process({tp: records})  # type: ignore[arg-type]
+    consumer = OffsetsConsumer({tp: 3})
+    await service._commit(consumer)  # type: ignore[arg-type]
+    assert consumer.commits == [{tp: 1}]  # the dossiers are done, the statistics record is not
+    assert service.backlog()["stats_pending"] == 1
+    # The lane pushes it (and the portal acknowledges): the offset is free.
+    pending = service.stats.pending["stats|2019-05|14767"]
+    service.stats.done(pending, StatsState(ky="2019-05", ma_don_vi="14767", digest=pending.digest, outcome="pushed"))
+    await service._commit(consumer)  # type: ignore[arg-type]
+    assert consumer.commits == [{tp: 1}, {tp: 3}]
+    assert service.backlog()["stats_pending"] == 0

@@ -17,10 +17,17 @@ from hub.config import OAuth2ClientCredentials, PortalSettings, RetrySettings, S
 from hub.sync.client import PortalClient, parse_retry_after
 from hub.sync.delivery import Backoff, CircuitBreaker, Deliverer, FakeClock
 from hub.sync.errors import Rejected, Transient
-from hub.sync.outbox import DossierState, idempotency_key, new_progress_rows, newest_per_dossier, portal_dossier
+from hub.sync.outbox import (
+    DossierState,
+    StatsState,
+    idempotency_key,
+    new_progress_rows,
+    newest_per_dossier,
+    portal_dossier,
+)
 from hub.sync.service import SyncService, _Batch
-from hub.sync.stats import DomainStatsBuilder, StatsProducer, periods_around
-from schemas.figures import OutboxDossier, OutboxStats, UnitFigures, count_key
+from hub.sync.stats import DomainStatsBuilder, StatsLane, periods_around
+from schemas.figures import OutboxDossier, UnitFigures, count_key
 from schemas.units import default_registry
 
 OK = {"code": 200, "status": "OK", "response": {"error_code": "0", "message": ""}, "error_code": "0", "message": ""}
@@ -224,35 +231,27 @@ async def test_a_refused_batch_is_halved_until_only_the_bad_dossier_is_dead_lett
     assert service.dossiers["BAD"].outcome == "rejected"
 
 
-async def test_statistics_are_written_under_a_steady_stream_of_changes() -> None:
+async def test_statistics_are_pushed_under_a_steady_stream_of_changes() -> None:
     """A live worker republishes partials every few seconds: the debounce alone would never fire."""
-    from collections import Counter as _Counter
-    from datetime import UTC as _UTC
-    from datetime import datetime as _dt
-
-    from hub.sync.stats import StatsProducer
-    from schemas.figures import UnitFigures, count_key
-
     clock = [0.0]
-    written: list[bytes] = []
+    now = datetime(2021, 3, 15, tzinfo=UTC)
+    def builder(ky: str, unit: str, tier: str, counts: Counter[str], at: datetime) -> dict[str, Any] | None:
+        return {"ky": ky, "n": sum(counts.values())} if counts else None
 
-    async def write(key: bytes, value: bytes) -> None:
-        written.append(key)
-
-    now = _dt(2021, 3, 15, tzinfo=_UTC)
-    producer = StatsProducer(
-        write, now=lambda: now, debounce_s=5.0, interval_s=3600.0, monotonic=lambda: clock[0],
-        builder=lambda ky, unit, tier, counts, at: {"ky": ky, "n": sum(counts.values())},
-    )
-    for step in range(40):  # a change every 2 s: never 5 s of quiet
+    lane = StatsLane(now=lambda: now, debounce_s=5.0, min_interval_s=60.0, interval_s=3600.0,
+                     monotonic=lambda: clock[0], builder=builder)
+    lane.ready = True
+    due: list[str] = []
+    for step in range(100):  # a change every 2 s: never 5 s of quiet
         clock[0] = 2.0 * step
-        counts = _Counter({count_key("received", "MOT_PHAN", "TRUC_TUYEN", "2021-03"): step + 1})
-        producer.apply(UnitFigures(partition=0, unit_code="14767", unit_tier="XA", generated_at=now, counts=counts))
-        await producer.flush_due()
-        if written:
+        counts = {count_key("received", "MOT_PHAN", "TRUC_TUYEN", "2021-03"): step + 1}
+        lane.apply(UnitFigures(partition=0, unit_code="14767", unit_tier="XA", generated_at=now, counts=counts))
+        await lane.refresh()
+        due = [p.key for p in lane.due()]
+        if due:
             break
-    assert written, "no statistics written while changes kept coming"
-    assert clock[0] <= 32.0  # within the 30 s max wait
+    assert due == ["stats|2021-03|14767"], "no statistics due while changes kept coming"
+    assert clock[0] <= 62.0  # one min interval after it became pending
 
 
 # --------------------------------------------------------------------------- statistics of historic periods
@@ -261,19 +260,19 @@ async def test_statistics_are_written_under_a_steady_stream_of_changes() -> None
 _WALL_CLOCK_2026 = datetime(2026, 5, 4, 10, 0, tzinfo=UTC)
 
 
-def _figures_in(*periods: str, n: int = 3) -> Counter[str]:
+def _figures_in(*periods: str, n: int = 3) -> dict[str, int]:
     """A unit's counts: ``n`` online level-4 dossiers received in each of ``periods``."""
-    return Counter({count_key("received", "TOAN_TRINH", "TRUC_TUYEN", ky): n for ky in periods})
+    return {count_key("received", "TOAN_TRINH", "TRUC_TUYEN", ky): n for ky in periods}
 
 
-async def _flush_history(
+async def _lane_history(
     periods: tuple[str, ...], history_from: date | None
-) -> tuple[list[str], list[str], list[OutboxStats]]:
-    """Flush one unit (14767) with figures in ``periods`` at a 2026 wall clock.
+) -> tuple[list[str], list[str], dict[str, dict[str, Any]]]:
+    """Rebuild one unit (14767) with figures in ``periods`` at a 2026 wall clock.
 
-    Returns the periods the builder was asked for, the periods written to the outbox (in write
-    order), and the written items. The builder is the real :class:`DomainStatsBuilder` (it reports
-    nothing for a period without figures).
+    Returns the periods the builder was asked for, the periods that became pending (sorted), and
+    their bodies. The builder is the real :class:`DomainStatsBuilder` (it reports nothing for a
+    period without figures).
     """
     real = DomainStatsBuilder(default_registry(), None)
     asked: list[str] = []
@@ -282,63 +281,59 @@ async def _flush_history(
         asked.append(ky)
         return real(ky, unit, tier, counts, now)
 
-    items: list[OutboxStats] = []
-
-    async def write(key: bytes, value: bytes) -> None:
-        items.append(OutboxStats.model_validate_json(value))
-
-    producer = StatsProducer(write, now=lambda: _WALL_CLOCK_2026, debounce_s=0.0, interval_s=3600.0,
-                             builder=builder, history_from=history_from)
-    producer.apply(UnitFigures(partition=0, unit_code="14767", unit_tier="XA", generated_at=_WALL_CLOCK_2026,
-                               counts=_figures_in(*periods)))
-    await producer.flush({"14767"})
-    return asked, [i.ky for i in items], items
+    lane = StatsLane(now=lambda: _WALL_CLOCK_2026, debounce_s=0.0, min_interval_s=300.0, interval_s=3600.0,
+                     builder=builder, history_from=history_from)
+    lane.ready = True
+    lane.apply(UnitFigures(partition=0, unit_code="14767", unit_tier="XA", generated_at=_WALL_CLOCK_2026,
+                           counts=_figures_in(*periods)))
+    await lane.refresh()
+    pending = {p.ky: p.body for p in lane.pending.values()}
+    return asked, sorted(pending), pending
 
 
 async def test_without_history_from_a_unit_with_only_2021_figures_gets_no_2021_body() -> None:
-    asked, written, _ = await _flush_history(("2021-03", "2021-Q1", "2021"), None)
-    assert written == []
+    asked, pending, _ = await _lane_history(("2021-03", "2021-Q1", "2021"), None)
+    assert pending == []
     # Only the periods around the 2026 wall clock were even considered.
     assert sorted(asked) == sorted(periods_around(_WALL_CLOCK_2026))
     assert not any(ky.startswith("2021") for ky in asked)
 
 
-async def test_with_history_from_the_2021_periods_with_figures_are_written_with_those_around_now() -> None:
+async def test_with_history_from_the_2021_periods_with_figures_are_pending_with_those_around_now() -> None:
     periods = ("2021-03", "2021-Q1", "2021", "2026-05", "2026-Q2", "2026")
-    asked, written, items = await _flush_history(periods, date(2021, 1, 1))
+    asked, pending, bodies = await _lane_history(periods, date(2021, 1, 1))
     # The builder is asked for the periods around now (2026-04 and 2026-Q1 have no figure, 2025
     # neither: it reports nothing for them) plus the historic periods that have figures.
     assert asked == ["2021", "2021-03", "2021-Q1", "2025", "2026", "2026-04", "2026-05", "2026-Q1", "2026-Q2"]
-    assert written == ["2021", "2021-03", "2021-Q1", "2026", "2026-05", "2026-Q2"]  # sorted, deterministic
-    by_ky = {i.ky: i for i in items}
-    assert by_ky["2021-Q1"].body["ky"] == "2021-Q1"
-    assert by_ky["2021-Q1"].ma_don_vi == "14767"
-    level4 = next(r for r in by_ky["2021-03"].body["theo_muc_do"] if r["muc_do"] == 4)
+    assert pending == ["2021", "2021-03", "2021-Q1", "2026", "2026-05", "2026-Q2"]
+    assert bodies["2021-Q1"]["ky"] == "2021-Q1"
+    assert bodies["2021-Q1"]["ma_don_vi"] == "14767"
+    level4 = next(r for r in bodies["2021-03"]["theo_muc_do"] if r["muc_do"] == 4)
     assert level4["tiep_nhan_truc_tuyen"] == 3
 
 
-async def test_a_period_starting_before_history_from_is_not_written() -> None:
+async def test_a_period_starting_before_history_from_is_not_built() -> None:
     # history from February 2021: January, Q1 and the year 2021 all start on 2021-01-01, too early.
-    _, written, _ = await _flush_history(("2021-01", "2021-02", "2021-Q1", "2021"), date(2021, 2, 1))
-    assert written == ["2021-02"]
+    _, pending, _ = await _lane_history(("2021-01", "2021-02", "2021-Q1", "2021"), date(2021, 2, 1))
+    assert pending == ["2021-02"]
 
 
-async def test_unchanged_historic_bodies_are_not_written_again() -> None:
-    keys: list[bytes] = []
-
-    async def write(key: bytes, value: bytes) -> None:
-        keys.append(key)
-
-    producer = StatsProducer(write, now=lambda: _WALL_CLOCK_2026, debounce_s=0.0, interval_s=3600.0,
-                             builder=DomainStatsBuilder(default_registry(), None), history_from=date(2021, 1, 1))
-    producer.apply(UnitFigures(partition=0, unit_code="14767", unit_tier="XA", generated_at=_WALL_CLOCK_2026,
-                               counts=_figures_in("2021-03", "2021-Q1", "2021")))
-    assert await producer.flush({"14767"}) == 3
-    assert await producer.flush({"14767"}) == 0  # same figures, same digests
-    producer.apply(UnitFigures(partition=1, unit_code="14767", unit_tier="XA", generated_at=_WALL_CLOCK_2026,
-                               counts=_figures_in("2021-03", "2021-Q1", "2021", n=1)))
-    assert await producer.flush({"14767"}) == 3  # another partition's dossiers change all three
-    assert len(keys) == 6
+async def test_unchanged_historic_bodies_do_not_become_pending_again() -> None:
+    lane = StatsLane(now=lambda: _WALL_CLOCK_2026, debounce_s=0.0, min_interval_s=300.0, interval_s=3600.0,
+                     builder=DomainStatsBuilder(default_registry(), None), history_from=date(2021, 1, 1))
+    lane.ready = True
+    lane.apply(UnitFigures(partition=0, unit_code="14767", unit_tier="XA", generated_at=_WALL_CLOCK_2026,
+                           counts=_figures_in("2021-03", "2021-Q1", "2021")))
+    assert await lane.refresh() == 3
+    for p in list(lane.pending.values()):  # the portal acknowledged all three
+        lane.done(p, StatsState(ky=p.ky, ma_don_vi=p.unit, digest=p.digest, outcome="pushed"))
+    assert lane.pending == {}
+    lane.catalogue_changed()
+    assert await lane.refresh() == 0  # same figures, same digests
+    lane.apply(UnitFigures(partition=1, unit_code="14767", unit_tier="XA", generated_at=_WALL_CLOCK_2026,
+                           counts=_figures_in("2021-03", "2021-Q1", "2021", n=1)))
+    assert await lane.refresh() == 3  # another partition's dossiers change all three
+    assert sorted(p.ky for p in lane.pending.values()) == ["2021", "2021-03", "2021-Q1"]
 
 
 @pytest.mark.parametrize("month", ["2021-13", "March", "2021-3", "2021-03-01", "0000-01"])
