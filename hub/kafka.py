@@ -84,9 +84,11 @@ def consumer(kafka: KafkaSettings, client_id: str, *topics: str, **overrides: An
     return KafkaConsumer(*topics, **cfg)
 
 
-def admin(kafka: KafkaSettings, client_id: str = "admin") -> KafkaAdminClient:
+def admin(kafka: KafkaSettings, client_id: str = "admin", **overrides: Any) -> KafkaAdminClient:
     """A kafka-python admin client (as ``kafka``'s part: :func:`ensure_topics` uses the admin's)."""
-    return KafkaAdminClient(**kafka.kafka_python_config(), client_id=f"{kafka.client_id_prefix}-{client_id}")
+    cfg: dict[str, Any] = {**kafka.kafka_python_config(), "client_id": f"{kafka.client_id_prefix}-{client_id}"}
+    cfg.update(overrides)
+    return KafkaAdminClient(**cfg)
 
 
 def changelog_topic_name(settings: Settings, table: str) -> str:

@@ -560,7 +560,8 @@ def collect_status(settings: Settings, fetcher: Callable[[str], Fetched] | None 
     try:
         from hub.kafka import admin
 
-        client = admin(settings.kafka, "status")
+        # A probe: kafka-python 3 would wait its 30 s bootstrap default for a broker that is not there.
+        client = admin(settings.kafka, "status", bootstrap_timeout_ms=3000, request_timeout_ms=3000)
         client.close()
         parts["broker"] = {"up": True, "at": settings.kafka.bootstrap_servers}
     except Exception as exc:  # noqa: BLE001 - any failure means "not reachable"
