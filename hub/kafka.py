@@ -101,6 +101,32 @@ def leader_topic_name(settings: Settings) -> str:
     return f"{settings.worker.app_id}-__assignor-__leader"
 
 
+def read_topic(kafka: KafkaSettings, client_id: str, topic: str) -> list[Any] | None:
+    """Every record of ``topic`` (all partitions) from the beginning to the end it had, ordered by
+    (partition, offset); None when the topic does not exist.
+
+    For the small compacted topics the CLI reads whole (sync state, partials, the catalogue
+    changelog, audit); the dead-letter topic is read by position (``hub.commands.dlq``).
+    """
+    from kafka import TopicPartition
+
+    c = consumer(kafka, client_id, group_id=None)
+    try:
+        parts = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or ())]
+        if not parts:
+            return None
+        c.assign(parts)
+        c.seek_to_beginning(*parts)
+        end = c.end_offsets(parts)
+        out: list[Any] = []
+        while any(c.position(tp) < end[tp] for tp in parts):
+            for records in c.poll(timeout_ms=1000).values():
+                out.extend(records)
+        return sorted(out, key=lambda r: (r.partition, r.offset))
+    finally:
+        c.close()
+
+
 def hub_topics(settings: Settings) -> list[NewTopic]:
     """Every topic the hub owns, with its partitions and retention policy.
 

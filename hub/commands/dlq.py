@@ -45,6 +45,7 @@ from kafka import KafkaConsumer, TopicPartition
 from hub.config import Settings, load_settings
 from hub.deadletter import DeadLetter
 from hub.kafka import consumer, producer
+from hub.kafka import read_topic as read_all
 from hub.sync.service import REPLAY_HEADER
 from hub.sync.signing import sign
 from schemas.figures import OutboxDossier, OutboxStats
@@ -64,21 +65,10 @@ def read_topic(settings: Settings, topic: str) -> list[Any]:
     For small compacted topics (sync state, audit); the dead-letter topic is read by position
     (:class:`DeadLetterReader`).
     """
-    c = consumer(settings.kafka, "dlq-cli", group_id=None)
-    try:
-        parts = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or ())]
-        if not parts:
-            raise SystemExit(f"dvc-hub: topic {topic} does not exist (has the hub run? `dvc-hub up` creates it)")
-        c.assign(parts)
-        c.seek_to_beginning(*parts)
-        end = c.end_offsets(parts)
-        out: list[Any] = []
-        while any(c.position(tp) < end[tp] for tp in parts):
-            for records in c.poll(timeout_ms=1000).values():
-                out.extend(records)
-        return sorted(out, key=lambda r: (r.partition, r.offset))
-    finally:
-        c.close()
+    records = read_all(settings.kafka, "dlq-cli", topic)
+    if records is None:
+        raise SystemExit(f"dvc-hub: topic {topic} does not exist (has the hub run? `dvc-hub up` creates it)")
+    return records
 
 
 class MissingLetterError(LookupError):

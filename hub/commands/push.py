@@ -24,7 +24,7 @@ import httpx
 from kafka import TopicPartition
 
 from hub.config import Settings, load_service_settings, load_settings
-from hub.kafka import consumer, ensure_topics, hub_topics, producer
+from hub.kafka import consumer, ensure_topics, hub_topics, producer, read_topic
 from hub.sync.outbox import DossierState, StatsState, parse_state, stats_digest, stats_state_key
 from hub.sync.service import SyncService
 from hub.sync.signing import sign
@@ -228,21 +228,7 @@ def enqueue_history(
 
 def _read_all(settings: Settings, topic: str) -> list[Any] | None:
     """Every record of ``topic`` from the beginning to its current end; None when the topic does not exist."""
-    c = consumer(settings.kafka, "push-stats", group_id=None)
-    try:
-        parts = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or ())]
-        if not parts:
-            return None
-        c.assign(parts)
-        c.seek_to_beginning(*parts)
-        end = c.end_offsets(parts)
-        out: list[Any] = []
-        while any(c.position(tp) < end[tp] for tp in parts):
-            for records in c.poll(timeout_ms=1000).values():
-                out.extend(records)
-        return sorted(out, key=lambda r: (r.partition, r.offset))
-    finally:
-        c.close()
+    return read_topic(settings.kafka, "push-stats", topic)
 
 
 def outbox_records(
