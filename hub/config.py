@@ -51,6 +51,7 @@ from pydantic import (
     PrivateAttr,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -485,6 +486,11 @@ class PortalSettings(_Model):
     #: too, not only those around now. ``None``: only the periods around now, because the portal's
     #: latest PUT replaces the previous one and the hub's figures of older periods may be partial.
     stats_history_from: str | None = None
+    #: ``"YYYY-MM"``: the last month whose periods the history covers (with ``stats_history_from``):
+    #: periods starting after it are left out. A replay of a past year sets it to the replay's last
+    #: month: an open dossier carries "open at the period's end" into every later month up to today,
+    #: and those figure-only-by-carry periods would multiply the statistics to push by five.
+    stats_history_to: str | None = None
     breaker_failure_threshold: Annotated[int, Field(ge=1)] = 5
     breaker_reset_s: Annotated[float, Field(gt=0)] = 30.0
     retry: RetrySettings = RetrySettings(max_attempts=12, max_delay_s=60.0)
@@ -508,13 +514,14 @@ class PortalSettings(_Model):
             return {"kind": "oauth2", "client_id": "dvc-hub", **value}
         return value
 
-    @field_validator("stats_history_from")
+    @field_validator("stats_history_from", "stats_history_to")
     @classmethod
-    def _a_month(cls, value: str | None) -> str | None:
+    def _a_month(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is not None and not re.fullmatch(r"[1-9][0-9]{3}-(0[1-9]|1[0-2])", value):
+            what = ("the first month whose dossiers the hub holds in full" if info.field_name == "stats_history_from"
+                    else "the last month whose periods the history covers")
             raise ValueError(
-                f"stats_history_from is a month written YYYY-MM, like \"2021-01\" (the first month whose "
-                f"dossiers the hub holds in full), or left out; got {value!r}"
+                f"{info.field_name} is a month written YYYY-MM, like \"2021-01\" ({what}), or left out; got {value!r}"
             )
         return value
 
@@ -535,6 +542,14 @@ class PortalSettings(_Model):
             return None
         year, month = self.stats_history_from.split("-")
         return date(int(year), int(month), 1)
+
+    @property
+    def stats_history_end(self) -> date | None:
+        """The first day after ``stats_history_to``'s month (exclusive), or None when it is not set."""
+        if self.stats_history_to is None:
+            return None
+        year, month = (int(x) for x in self.stats_history_to.split("-"))
+        return date(year + month // 12, month % 12 + 1, 1)
 
 
 # --------------------------------------------------------------------------- worker, HTTP, KPIs

@@ -141,6 +141,11 @@ DESCRIPTIONS: dict[str, str] = {
         "partial and would replace the portal's complete ones). `dvc-hub up --scenario` sets it to the "
         "scenario's first month."
     ),
+    "portal.stats_history_to": (
+        "Month `YYYY-MM`: the last month whose periods `stats_history_from` covers (periods starting later "
+        "are left out). Unset: up to today. `dvc-hub up --scenario` sets it to the scenario's last month, "
+        "since open dossiers carry into every later month and would multiply the bodies to push."
+    ),
     "portal.breaker_failure_threshold": "Consecutive failures that open the circuit breaker.",
     "portal.breaker_reset_s": "Seconds the breaker stays open before a probe.",
     "portal.retry": "Retry policy of portal requests.",

@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -93,26 +93,36 @@ def _hub_argv(config: str | None, *command: str) -> list[str]:
     return [*base, *command]
 
 
-def _portal_sync_env(settings: Settings, scenario_start: datetime | None) -> dict[str, str]:
-    """Extra environment of the portal sync child: ``portal.stats_history_from`` during a scenario.
+def _portal_sync_env(
+    settings: Settings, scenario_start: datetime | None, scenario_end: datetime | None = None
+) -> dict[str, str]:
+    """Extra environment of the portal sync child: the statistics history during a scenario.
 
     A scenario replays its whole history, so the hub holds every dossier from the scenario's first
     month on and the statistics of those periods are complete: they are pushed too, not only the
-    periods around the wall clock (which, for a replay of 2021, have no figures at all). Children read
-    the same configuration file as ``up``, and the environment beats the file, so the setting travels
-    as ``DVC_HUB_PORTAL__STATS_HISTORY_FROM``. A month the user chose (file or environment) is kept.
+    periods around the wall clock (which, for a replay of 2021, have no figures at all). The history
+    ends with the scenario's last month: a dossier still open then carries "open at the period's end"
+    into every later month up to today, and those periods (five times as many, for a replay of 2021
+    in 2026) say nothing the scenario's do not. Children read the same configuration file as ``up``,
+    and the environment beats the file, so the settings travel as ``DVC_HUB_PORTAL__STATS_HISTORY_FROM``
+    and ``..._TO``. A history the user chose (file or environment) is kept.
 
         >>> from schemas.calendar import TZ
-        >>> _portal_sync_env(load_settings(), datetime(2020, 1, 1, tzinfo=TZ))
-        {'DVC_HUB_PORTAL__STATS_HISTORY_FROM': '2020-01'}
+        >>> _portal_sync_env(load_settings(), datetime(2020, 1, 1, tzinfo=TZ), datetime(2021, 4, 1, tzinfo=TZ))
+        {'DVC_HUB_PORTAL__STATS_HISTORY_FROM': '2020-01', 'DVC_HUB_PORTAL__STATS_HISTORY_TO': '2021-03'}
         >>> _portal_sync_env(load_settings(), None)  # live traffic: the periods around now only
         {}
     """
-    if scenario_start is None or settings.portal.stats_history_from is not None:
+    portal = settings.portal
+    if scenario_start is None or portal.stats_history_from is not None or portal.stats_history_to is not None:
         return {}
     from schemas.calendar import TZ
 
-    return {"DVC_HUB_PORTAL__STATS_HISTORY_FROM": scenario_start.astimezone(TZ).strftime("%Y-%m")}
+    env = {"DVC_HUB_PORTAL__STATS_HISTORY_FROM": scenario_start.astimezone(TZ).strftime("%Y-%m")}
+    if scenario_end is not None:
+        # ``end`` is after every event: the last month is the one just before it.
+        env["DVC_HUB_PORTAL__STATS_HISTORY_TO"] = (scenario_end.astimezone(TZ) - timedelta(seconds=1)).strftime("%Y-%m")
+    return env
 
 
 def _portal_sync_scheme(settings: Settings) -> str:
@@ -171,6 +181,7 @@ class Simulators:
         self.generator: Any = None
         #: When the scenario's history begins (None for live traffic).
         self.scenario_start: datetime | None = None
+        self.scenario_end: datetime | None = None
         if scenario:
             from hub.scenario.player import ScenarioPlayer
             from hub.scenario.thanhhoa2021 import build_scenario
@@ -182,6 +193,7 @@ class Simulators:
             self.world = World(clock, seed=seed)
             self.player = ScenarioPlayer(self.world, built, fast=fast, faults=self.faults)
             self.scenario_start = built.start
+            self.scenario_end = built.end
         else:
             from hub.simulators.live import LiveGenerator
 
@@ -442,11 +454,16 @@ def _up(args: argparse.Namespace) -> int:
         )
         children = [worker, connectors]
         if settings.portal.enabled:
-            portal_env = _portal_sync_env(settings, sims.scenario_start if sims is not None else None)
+            portal_env = _portal_sync_env(
+                settings, sims.scenario_start if sims is not None else None,
+                sims.scenario_end if sims is not None else None,
+            )
             if portal_env:
                 month = portal_env["DVC_HUB_PORTAL__STATS_HISTORY_FROM"]
-                _say(f"[3/{total}] portal sync: pushes the statistics of every period from {month} on "
-                     f"(the scenario replays it all; portal.stats_history_from={month})")
+                last = portal_env.get("DVC_HUB_PORTAL__STATS_HISTORY_TO")
+                _say(f"[3/{total}] portal sync: pushes the statistics of every period from {month}"
+                     f"{f' to {last}' if last else ' on'} (the scenario replays it all; "
+                     f"portal.stats_history_from={month}{f', stats_history_to={last}' if last else ''})")
             children.append(
                 Child(
                     "portal-sync", _hub_argv(args.config, "push", "run"), logs / "portal-sync.log",

@@ -189,7 +189,8 @@ class SyncService:
         self.stats = StatsLane(
             now=self._now, builder=builder, retract=retract, debounce_s=self.portal.stats_debounce_s,
             min_interval_s=self.portal.stats_min_interval_s, interval_s=self.portal.stats_interval_s,
-            history_from=self.portal.stats_history_start, live=lambda at: live_periods(at, which), rebuild_s=1.0,
+            history_from=self.portal.stats_history_start, history_to=self.portal.stats_history_end,
+            live=lambda at: live_periods(at, which), rebuild_s=1.0,
         )
         #: One rate limit for both lanes: dossiers first, statistics a reserved share.
         self.limiter = PriorityRateLimiter(self.portal.rate_limit_per_s, reserved_share=self.portal.stats_rate_share)

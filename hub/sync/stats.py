@@ -277,6 +277,7 @@ class StatsLane:
         min_interval_s: float,
         interval_s: float,
         history_from: date | None = None,
+        history_to: date | None = None,
         live: Callable[[datetime], list[str]] = periods_around,
         retract: StatsBuilder | None = None,
         monotonic: Callable[[], float] = time.monotonic,
@@ -290,6 +291,8 @@ class StatsLane:
         self._min_interval = min_interval_s
         self._interval = interval_s
         self._history_from = history_from
+        #: Exclusive: a history period must start before this day (``portal.stats_history_to``).
+        self._history_to = history_to
         self._live = live
         self._mono = monotonic
         #: A dirty unit is rebuilt once it has been dirty this long (its partials of all partitions
@@ -492,7 +495,7 @@ class StatsLane:
                     start = period_bounds(ky)[0]
                 except ValueError:  # not a month, quarter or year: nothing the portal takes
                     continue
-                if start >= self._history_from:
+                if start >= self._history_from and (self._history_to is None or start < self._history_to):
                     periods.add(ky)
         return sorted(periods)
 

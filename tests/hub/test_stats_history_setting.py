@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import pytest
 
@@ -12,6 +12,7 @@ from hub.scenario.thanhhoa2021 import START
 from schemas.calendar import TZ
 
 ENV = "DVC_HUB_PORTAL__STATS_HISTORY_FROM"
+ENV_TO = "DVC_HUB_PORTAL__STATS_HISTORY_TO"
 
 
 @pytest.mark.parametrize("month", ["2021-13", "March"])
@@ -46,3 +47,21 @@ def test_the_month_is_the_local_one(monkeypatch: pytest.MonkeyPatch) -> None:
     # 2020-12-31 18:00 UTC is already 2021-01-01 01:00 in Vietnam.
     assert _portal_sync_env(load_settings(), datetime(2020, 12, 31, 18, tzinfo=UTC)) == {ENV: "2021-01"}
     assert _portal_sync_env(load_settings(), datetime(2021, 1, 1, tzinfo=TZ)) == {ENV: "2021-01"}
+
+
+def test_a_scenario_bounds_the_history_by_its_last_month(monkeypatch: pytest.MonkeyPatch) -> None:
+    from hub.scenario.thanhhoa2021 import END
+
+    monkeypatch.delenv(ENV, raising=False)
+    monkeypatch.delenv(ENV_TO, raising=False)
+    env = _portal_sync_env(load_settings(), START, END)
+    assert env == {ENV: "2020-01", ENV_TO: "2021-03"}  # END is 2021-04-01 00:00, after every event
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    portal = load_settings().portal
+    assert (portal.stats_history_start, portal.stats_history_end) == (date(2020, 1, 1), date(2021, 4, 1))
+    monkeypatch.setenv(ENV_TO, "2021-12")
+    assert load_settings().portal.stats_history_end == date(2022, 1, 1)  # December rolls the year over
+    monkeypatch.setenv(ENV_TO, "2021-13")
+    with pytest.raises(ConfigError, match="stats_history_to"):
+        load_settings()

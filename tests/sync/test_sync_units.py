@@ -266,7 +266,7 @@ def _figures_in(*periods: str, n: int = 3) -> dict[str, int]:
 
 
 async def _lane_history(
-    periods: tuple[str, ...], history_from: date | None
+    periods: tuple[str, ...], history_from: date | None, history_to: date | None = None
 ) -> tuple[list[str], list[str], dict[str, dict[str, Any]]]:
     """Rebuild one unit (14767) with figures in ``periods`` at a 2026 wall clock.
 
@@ -282,7 +282,7 @@ async def _lane_history(
         return real(ky, unit, tier, counts, now)
 
     lane = StatsLane(now=lambda: _WALL_CLOCK_2026, debounce_s=0.0, min_interval_s=300.0, interval_s=3600.0,
-                     builder=builder, history_from=history_from)
+                     builder=builder, history_from=history_from, history_to=history_to)
     lane.ready = True
     lane.apply(UnitFigures(partition=0, unit_code="14767", unit_tier="XA", generated_at=_WALL_CLOCK_2026,
                            counts=_figures_in(*periods)))
@@ -355,3 +355,11 @@ def test_stats_history_from_names_a_first_day_and_reaches_the_settings_from_the_
     assert PortalSettings(stats_history_from="2021-03").stats_history_start == date(2021, 3, 1)
     monkeypatch.setenv("DVC_HUB_PORTAL__STATS_HISTORY_FROM", "2020-01")
     assert load_settings().portal.stats_history_start == date(2020, 1, 1)
+
+
+async def test_a_period_starting_after_history_to_is_not_built() -> None:
+    # A replay of January 2020 - March 2021 in 2026: its open dossiers carry into every later month,
+    # but only the periods starting within the replay are history (2021 and 2021-Q1 start in it).
+    periods = ("2020-12", "2021-03", "2021-04", "2021-Q1", "2021-Q2", "2021", "2022", "2022-01")
+    _, pending, _ = await _lane_history(periods, date(2020, 1, 1), date(2021, 4, 1))
+    assert pending == ["2020-12", "2021", "2021-03", "2021-Q1"]
