@@ -99,7 +99,9 @@ say "installing what is missing: ${pkgs} (apt-get update first)"
 apt-get update -qq
 pkgs=$(echo "$pkgs" | sed "s/\bJRE\b/$(pick_jre)/")
 say "apt-get install -y --no-install-recommends ${pkgs}"
-apt-get install -y -qq --no-install-recommends $pkgs >/dev/null
+# --reinstall: a package dpkg counts as installed whose program is gone (deleted, or a half-removed
+# package) is a no-op for a plain install, and set-up would stop with "still missing".
+apt-get install -y -qq --reinstall --no-install-recommends $pkgs >/dev/null
 
 case " $pkgs " in *" prometheus "*)
   # The package's postinst starts prometheus.service where an init system runs; that daemon would hold
